@@ -1,0 +1,83 @@
+/**
+ * --check: what differs between a rendered tree and a directory, as unified diffs with secrets
+ * redacted. Files this tool did not generate are ignored; files it generated before and would
+ * not generate now are reported as removed.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { createTwoFilesPatch } from "diff";
+import { redact } from "../redact.js";
+import type { Tree } from "../tree.js";
+import { readManifest } from "./files.js";
+
+export interface Drift {
+  /** Files the model renders that the directory lacks. */
+  readonly added: readonly string[];
+  /** Files generated before that the model no longer renders. */
+  readonly removed: readonly string[];
+  /** Files whose content or mode differs, with a redacted unified diff. */
+  readonly changed: readonly { path: string; diff: string; mode?: { expected: string; actual: string } }[];
+}
+
+const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, "0");
+
+export function compareWithDirectory(tree: Tree, outDir: string, secrets: readonly string[]): Drift {
+  const added: string[] = [];
+  const changed: { path: string; diff: string; mode?: { expected: string; actual: string } }[] = [];
+  for (const [path, file] of tree) {
+    const full = join(outDir, path);
+    if (!existsSync(full)) {
+      added.push(path);
+      continue;
+    }
+    const actual = readFileSync(full, "utf8");
+    const actualMode = octal(statSync(full).mode);
+    const modeDiffers = actualMode !== octal(file.mode);
+    if (actual === file.content && !modeDiffers) continue;
+    const diff =
+      actual === file.content
+        ? ""
+        : redact(createTwoFilesPatch(`a/${path}`, `b/${path}`, actual, file.content, "on disk", "rendered", { context: 3 }), secrets);
+    changed.push({ path, diff, ...(modeDiffers ? { mode: { expected: octal(file.mode), actual: actualMode } } : {}) });
+  }
+  const manifest = existsSync(outDir) ? readManifest(outDir) : undefined;
+  const removed = (manifest?.files ?? []).map((f) => f.path).filter((path) => !tree.has(path) && existsSync(join(outDir, path)));
+  return { added, removed, changed };
+}
+
+export function hasDrift(drift: Drift): boolean {
+  return drift.added.length + drift.removed.length + drift.changed.length > 0;
+}
+
+const COLORS = { red: "\u001b[31m", green: "\u001b[32m", cyan: "\u001b[36m", bold: "\u001b[1m", reset: "\u001b[0m" };
+
+function colorize(diff: string): string {
+  return diff
+    .split("\n")
+    .map((line) => {
+      if (line.startsWith("+++") || line.startsWith("---")) return `${COLORS.bold}${line}${COLORS.reset}`;
+      if (line.startsWith("+")) return `${COLORS.green}${line}${COLORS.reset}`;
+      if (line.startsWith("-")) return `${COLORS.red}${line}${COLORS.reset}`;
+      if (line.startsWith("@@")) return `${COLORS.cyan}${line}${COLORS.reset}`;
+      return line;
+    })
+    .join("\n");
+}
+
+/** The human report: diffs first, then added/removed lists and a one-line summary. */
+export function formatDrift(drift: Drift, outDir: string, color: boolean): string {
+  const parts: string[] = [];
+  for (const change of drift.changed) {
+    if (change.diff) parts.push(color ? colorize(change.diff) : change.diff);
+    if (change.mode) parts.push(`mode of ${change.path}: ${change.mode.actual} on disk, ${change.mode.expected} rendered\n`);
+  }
+  for (const path of drift.added) parts.push(`added: ${path} (rendered, missing from ${outDir})\n`);
+  for (const path of drift.removed) parts.push(`removed: ${path} (generated before, no longer rendered)\n`);
+  const total = drift.changed.length + drift.added.length + drift.removed.length;
+  parts.push(
+    total === 0
+      ? `${outDir} matches the model\n`
+      : `${outDir} drifted from the model: ${drift.changed.length} changed, ${drift.added.length} added, ${drift.removed.length} removed\n`,
+  );
+  return parts.join("");
+}

@@ -1,0 +1,143 @@
+/** The CLI's commands. All I/O of the project lives under src/cli/. */
+import { dirname, extname, resolve } from "node:path";
+import { formatIssue, ModelError, type ModelIssue } from "../model/errors.js";
+import { parseModelText, type SourceFormat } from "../model/parse.js";
+import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
+import { redact } from "../redact.js";
+import { render } from "../render.js";
+import { modelJsonSchema } from "../schema-json.js";
+import { formatMode, type Tree } from "../tree.js";
+import type { CliOptions } from "./args.js";
+import { compareWithDirectory, formatDrift, hasDrift } from "./check.js";
+import { IoError, parseSecretsFile, readSecretFiles, readText, writeTree } from "./files.js";
+import { writeStarter } from "./init.js";
+
+export const EXIT = { ok: 0, drift: 1, invalid: 2, io: 3 } as const;
+
+interface Output {
+  json: boolean;
+  quiet: boolean;
+  out(text: string): void;
+  err(text: string): void;
+}
+
+function output(options: CliOptions): Output {
+  return {
+    json: options.format === "json",
+    quiet: options.quiet,
+    out: (text) => process.stdout.write(text),
+    err: (text) => process.stderr.write(text),
+  };
+}
+
+function reportIssues(o: Output, issues: readonly ModelIssue[], file: string | undefined, secrets: readonly string[] = []): number {
+  if (o.json) {
+    o.out(`${JSON.stringify({ ok: false, errors: issues.map((i) => ({ file, ...i, message: redact(i.message, secrets) })) }, null, 2)}\n`);
+  } else {
+    for (const issue of issues) o.err(`${redact(formatIssue(issue, file), secrets)}\n`);
+    o.err(`${issues.length} problem${issues.length === 1 ? "" : "s"} in the model; nothing was written.\n`);
+  }
+  return EXIT.invalid;
+}
+
+function formatOf(path: string, text: string): SourceFormat {
+  const ext = extname(path).toLowerCase();
+  if (ext === ".json") return "json";
+  if (ext === ".toml") return "toml";
+  return text.trimStart().startsWith("{") ? "json" : "toml";
+}
+
+function hostOnly(tree: Tree, host: string): Tree {
+  return new Map([...tree].filter(([path]) => path.startsWith(`${host}/`)));
+}
+
+function listing(tree: Tree): string {
+  return [...tree]
+    .map(([path, f]) => `${formatMode(f.mode)} ${`${f.owner}:${f.group}`.padEnd(20)} ${String(Buffer.byteLength(f.content)).padStart(7)}  ${path}`)
+    .join("\n");
+}
+
+function useColor(options: CliOptions): boolean {
+  if (options.color === "always") return true;
+  if (options.color === "never") return false;
+  return Boolean(process.stdout.isTTY) && !("NO_COLOR" in process.env && process.env.NO_COLOR !== "");
+}
+
+export async function run(options: CliOptions): Promise<number> {
+  const o = output(options);
+  try {
+    if (options.command === "schema") {
+      o.out(`${JSON.stringify(modelJsonSchema(), null, 2)}\n`);
+      return EXIT.ok;
+    }
+    if (options.command === "init") return writeStarter(options.model ?? "novacloud.toml", o);
+    return renderCommand(options, o);
+  } catch (error) {
+    if (error instanceof IoError) {
+      if (o.json) o.out(`${JSON.stringify({ ok: false, errors: [{ message: error.message }] })}\n`);
+      else o.err(`novacloud-render: ${error.message}\n`);
+      return EXIT.io;
+    }
+    throw error;
+  }
+}
+
+function renderCommand(options: CliOptions, o: Output): number {
+  const modelPath = options.model ?? "novacloud.toml";
+  const text = readText(modelPath);
+  const label = modelPath === "-" ? "<stdin>" : modelPath;
+  const parsed = parseModelText(text, formatOf(modelPath, text));
+  if (!parsed.ok) return reportIssues(o, parsed.issues, label);
+  if (!o.quiet && !o.json) for (const w of parsed.warnings) o.err(`warning: ${formatIssue(w, label)}\n`);
+
+  const fileValues = Object.assign({}, ...options.secrets.map((f) => parseSecretsFile(readText(f), f))) as Record<string, string>;
+  const env = { ...process.env, ...fileValues };
+  const baseDir = modelPath === "-" ? process.cwd() : dirname(resolve(modelPath));
+  const fileRefs = secretUses(parsed.model).flatMap((u) => (typeof u.ref === "object" && "file" in u.ref ? [u.ref.file] : []));
+  const sources = { env, files: readSecretFiles(fileRefs, baseDir) };
+  // Known secret values, to redact from anything shown (resolved again inside render).
+  const shownSecrets = secretValues(resolveSecrets(parsed.model, sources).secrets);
+
+  let tree: Tree;
+  try {
+    tree = render(parsed.model, sources);
+  } catch (error) {
+    if (error instanceof ModelError) return reportIssues(o, error.issues, label, shownSecrets);
+    throw error;
+  }
+  if (options.host !== undefined) {
+    const hosts = parsed.model.topology.hosts.map((h) => h.name);
+    if (!hosts.includes(options.host) && options.host !== "compose") {
+      return reportIssues(o, [{ path: "hosts", message: `no host named "${options.host}" (hosts: ${hosts.join(", ") || "none"})` }], label);
+    }
+    tree = hostOnly(tree, options.host);
+  }
+
+  if (options.list) {
+    if (o.json) {
+      const files = [...tree].map(([path, f]) => ({ path, mode: formatMode(f.mode), owner: f.owner, group: f.group, size: Buffer.byteLength(f.content) }));
+      o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
+    } else o.out(`${listing(tree)}\n`);
+    return EXIT.ok;
+  }
+  if (options.print !== undefined) {
+    const file = tree.get(options.print.replace(/^\/+/, ""));
+    if (!file) {
+      return reportIssues(o, [{ path: "", message: `--print: no rendered file ${options.print} (see --list for the paths)` }], label);
+    }
+    o.out(file.content);
+    return EXIT.ok;
+  }
+  const outDir = options.out!;
+  if (options.check) {
+    const drift = compareWithDirectory(tree, outDir, shownSecrets);
+    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift }, null, 2)}\n`);
+    else if (hasDrift(drift) || !o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
+    return hasDrift(drift) ? EXIT.drift : EXIT.ok;
+  }
+  writeTree(tree, outDir);
+  const hostCount = new Set([...tree.keys()].map((p) => p.split("/")[0])).size;
+  if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: hostCount })}\n`);
+  else if (!o.quiet) o.err(`wrote ${tree.size} files for ${hostCount} host${hostCount === 1 ? "" : "s"} to ${outDir}\n`);
+  return EXIT.ok;
+}

@@ -1,0 +1,182 @@
+/**
+ * From the validated model to the normalized one the artifact families read: every default that
+ * depends on another value is resolved here, once (the one source of truth for names, paths,
+ * versions and which host plays which role).
+ */
+import { capabilities, DISTRIBUTIONS, type Capabilities, type Distribution, type SoftwareVersions } from "./capabilities.js";
+import type { ParsedModel, Role } from "./schema.js";
+
+export interface Host {
+  readonly name: string;
+  readonly address: string;
+  readonly roles: ReadonlySet<Role>;
+}
+
+export interface Topology {
+  /** Every host, sorted by name. */
+  readonly hosts: readonly Host[];
+  readonly db: Host | undefined;
+  readonly standbys: readonly Host[];
+  readonly redis: readonly Host[];
+  /** The first redis host (by name) starts as the primary; the others replicate it. */
+  readonly redisPrimary: Host | undefined;
+  readonly sentinels: readonly Host[];
+  readonly mqtt: readonly Host[];
+  /** With several mqtt hosts, the first is the hub the others bridge to. */
+  readonly mqttHub: Host | undefined;
+  readonly lb: Host | undefined;
+  readonly web: readonly Host[];
+  readonly app: readonly Host[];
+  readonly asgi: readonly Host[];
+  readonly worker: readonly Host[];
+  readonly scheduler: Host | undefined;
+  /** Hosts that run Django code (app, asgi, worker, scheduler): they get the .env and a venv. */
+  readonly django: readonly Host[];
+  /** The one host whose update.sh runs migrations (first app host, else first Django host). */
+  readonly migrator: Host | undefined;
+}
+
+/** The project's names and paths, resolved. */
+export interface Project {
+  readonly name: string;
+  readonly djangoModule: string;
+  readonly settingsModule: string;
+  readonly root: string;
+  readonly user: string;
+  readonly group: string;
+  readonly repository: string | undefined;
+  readonly branch: string;
+  readonly venv: string;
+  readonly envFile: string;
+  readonly staticDir: string;
+  readonly mediaDir: string;
+  readonly logDir: string;
+  /** Config that is not code: SQL, pgpass for backups. */
+  readonly etcDir: string;
+  /** systemd StateDirectory= name, /var/lib/<name>. */
+  readonly stateDir: string;
+}
+
+export interface Model extends Omit<ParsedModel, "project" | "postgres" | "redis" | "mqtt" | "logs"> {
+  readonly project: Project;
+  readonly postgres: ParsedModel["postgres"] & { readonly version: number; readonly database: string; readonly user: string };
+  readonly redis: ParsedModel["redis"] & { readonly master_name: string };
+  readonly mqtt: ParsedModel["mqtt"] & { readonly username: string; readonly domain: string; readonly bridge_username: string };
+  readonly logs: { readonly dir: string; readonly keep_days: number };
+  readonly versions: SoftwareVersions;
+  readonly caps: Capabilities;
+  readonly topology: Topology;
+  /** The site's names: domain first, then aliases. */
+  readonly siteNames: readonly string[];
+}
+
+export function hostsOf(parsed: Pick<ParsedModel, "hosts">): Host[] {
+  return Object.keys(parsed.hosts)
+    .sort()
+    .map((name) => {
+      const h = parsed.hosts[name]!;
+      return { name, address: h.address, roles: new Set(h.roles) };
+    });
+}
+
+export function topologyOf(hosts: readonly Host[]): Topology {
+  const withRole = (role: Role) => hosts.filter((h) => h.roles.has(role));
+  const redis = withRole("redis");
+  const mqtt = withRole("mqtt");
+  const app = withRole("app");
+  const django = hosts.filter((h) => ["app", "asgi", "worker", "scheduler"].some((r) => h.roles.has(r as Role)));
+  return {
+    hosts,
+    db: withRole("db")[0],
+    standbys: withRole("db-standby"),
+    redis,
+    redisPrimary: redis[0],
+    sentinels: withRole("redis-sentinel"),
+    mqtt,
+    mqttHub: mqtt[0],
+    lb: withRole("lb")[0],
+    web: withRole("web"),
+    app,
+    asgi: withRole("asgi"),
+    worker: withRole("worker"),
+    scheduler: withRole("scheduler")[0],
+    django,
+    migrator: app[0] ?? django[0],
+  };
+}
+
+/** A name that is valid as a PostgreSQL identifier and a Unix user: `nova-cloud` -> `nova_cloud`. */
+export function identifierFrom(name: string): string {
+  return name.replace(/-/g, "_");
+}
+
+export function versionsOf(parsed: Pick<ParsedModel, "platform" | "postgres">): SoftwareVersions {
+  const base = DISTRIBUTIONS[parsed.platform.distribution as Distribution];
+  const p = parsed.platform;
+  return {
+    nginx: p.nginx ?? base.nginx,
+    haproxy: p.haproxy ?? base.haproxy,
+    postgres: parsed.postgres.version ?? base.postgres,
+    mosquitto: p.mosquitto ?? base.mosquitto,
+    redis: p.redis ?? base.redis,
+    python: p.python ?? base.python,
+    openssl: p.openssl ?? base.openssl,
+    systemd: p.systemd ?? base.systemd,
+  };
+}
+
+export function projectOf(parsed: ParsedModel): Project {
+  const p = parsed.project;
+  const root = p.root ?? `/opt/${p.name}`;
+  const user = p.user ?? identifierFrom(p.name);
+  return {
+    name: p.name,
+    djangoModule: p.django_module,
+    settingsModule: p.settings_module ?? `${p.django_module}.settings`,
+    root,
+    user,
+    group: p.group ?? user,
+    repository: p.repository,
+    branch: p.branch,
+    venv: `${root}/venv`,
+    envFile: `${root}/.env`,
+    staticDir: `${root}/static`,
+    mediaDir: `${root}/media`,
+    logDir: parsed.logs.dir ?? `/var/log/${p.name}`,
+    etcDir: `/etc/${p.name}`,
+    stateDir: `/var/lib/${p.name}`,
+  };
+}
+
+export function normalize(parsed: ParsedModel): Model {
+  const project = projectOf(parsed);
+  const versions = versionsOf(parsed);
+  const ident = identifierFrom(project.name);
+  return {
+    ...parsed,
+    project,
+    postgres: {
+      ...parsed.postgres,
+      version: versions.postgres,
+      database: parsed.postgres.database ?? `${ident}_db`,
+      user: parsed.postgres.user ?? ident,
+    },
+    redis: { ...parsed.redis, master_name: parsed.redis.master_name ?? project.name },
+    mqtt: {
+      ...parsed.mqtt,
+      username: parsed.mqtt.username ?? `${ident}_platform`,
+      domain: parsed.mqtt.domain ?? parsed.site.domain,
+      bridge_username: parsed.mqtt.bridge_username ?? `${ident}_bridge`,
+    },
+    logs: { dir: project.logDir, keep_days: parsed.logs.keep_days },
+    versions,
+    caps: capabilities(versions),
+    topology: topologyOf(hostsOf(parsed)),
+    siteNames: [parsed.site.domain, ...parsed.site.aliases],
+  };
+}
+
+/** The address `from` uses to reach a service on `target`: loopback on the same host. */
+export function addressFrom(target: Host, from: Host): string {
+  return target.name === from.name ? "127.0.0.1" : target.address;
+}

@@ -1,0 +1,160 @@
+/**
+ * Cross-field and cross-host rules: what the schema alone cannot say. Each problem names the
+ * field to change. These run on the parsed model, before normalization.
+ */
+import type { ModelIssue } from "./errors.js";
+import { hostsOf, topologyOf, type Host } from "./normalize.js";
+import type { ParsedModel, Role } from "./schema.js";
+import type { SecretRef } from "./values.js";
+
+export interface ServicePort {
+  readonly port: number;
+  /** The model field that sets it, e.g. `gunicorn.port`. */
+  readonly field: string;
+  readonly service: string;
+}
+
+/** Every port a host listens on, by the roles it plays (also used by the firewall). */
+export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean): ServicePort[] {
+  const ports: ServicePort[] = [];
+  const has = (r: Role) => host.roles.has(r);
+  if (has("web")) {
+    if (behindLb) ports.push({ port: parsed.haproxy.backend_port, field: "haproxy.backend_port", service: "nginx (for the load balancer)" });
+    else {
+      ports.push({ port: 80, field: "site", service: "nginx (HTTP)" });
+      ports.push({ port: 443, field: "site", service: "nginx (HTTPS)" });
+    }
+  }
+  if (has("lb")) {
+    ports.push({ port: 80, field: "hosts", service: "HAProxy (HTTP)" });
+    ports.push({ port: 443, field: "hosts", service: "HAProxy (HTTPS)" });
+    ports.push({ port: parsed.haproxy.stats_port, field: "haproxy.stats_port", service: "HAProxy stats" });
+    ports.push({ port: parsed.haproxy.acme_port, field: "haproxy.acme_port", service: "certbot (ACME challenges)" });
+  }
+  if (has("app")) ports.push({ port: parsed.gunicorn.port, field: "gunicorn.port", service: "gunicorn" });
+  if (has("asgi")) ports.push({ port: parsed.daphne.port, field: "daphne.port", service: "daphne" });
+  if (has("db") || has("db-standby")) ports.push({ port: parsed.postgres.port, field: "postgres.port", service: "PostgreSQL" });
+  if (has("redis")) ports.push({ port: parsed.redis.port, field: "redis.port", service: "Redis" });
+  if (has("redis-sentinel")) ports.push({ port: parsed.redis.sentinel_port, field: "redis.sentinel_port", service: "Redis Sentinel" });
+  if (has("mqtt")) {
+    ports.push({ port: parsed.mqtt.port, field: "mqtt.port", service: "Mosquitto" });
+    if (parsed.mqtt.tls_port !== undefined) ports.push({ port: parsed.mqtt.tls_port, field: "mqtt.tls_port", service: "Mosquitto (TLS)" });
+  }
+  return ports;
+}
+
+const DJANGO_ROLES: readonly Role[] = ["app", "asgi", "worker", "scheduler"];
+
+function isSet(ref: SecretRef | undefined): boolean {
+  return ref !== undefined;
+}
+
+export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
+  const issues: ModelIssue[] = [];
+  const add = (path: string, message: string) => issues.push({ path, message });
+
+  // --- site and settings that are independent of hosts ---
+  const names = [parsed.site.domain, ...parsed.site.aliases];
+  names.forEach((name, i) => {
+    if (i > 0 && names.indexOf(name) < i) add(`site.aliases[${i - 1}]`, `"${name}" is already the domain or an earlier alias`);
+  });
+  if (parsed.gunicorn.worker_class === "sync" && parsed.gunicorn.threads > 1) {
+    add("gunicorn.threads", `threads = ${parsed.gunicorn.threads} needs worker_class = "gthread" (the sync worker has one thread)`);
+  }
+  if (parsed.gunicorn.max_requests > 0 && parsed.gunicorn.max_requests_jitter >= parsed.gunicorn.max_requests) {
+    add("gunicorn.max_requests_jitter", `must be smaller than max_requests (${parsed.gunicorn.max_requests})`);
+  }
+  const user = parsed.project.user ?? parsed.project.name.replace(/-/g, "_");
+  if (user === "root") add("project.user", "services must not run as root (Celery refuses to, and a compromise would own the host)");
+  if (parsed.email?.password !== undefined && parsed.email.user === undefined) {
+    add("email.user", "is required when email.password is set");
+  }
+
+  const hosts = hostsOf(parsed);
+  if (hosts.length === 0) {
+    if (parsed.compose === undefined) add("hosts", "at least one [hosts.NAME] with roles is required (or a [compose] section)");
+    return issues;
+  }
+  const t = topologyOf(hosts);
+  const rolesPath = (h: Host) => `hosts.${h.name}.roles`;
+  const named = (hs: readonly Host[]) => hs.map((h) => h.name).join(", ");
+
+  // --- exactly one of some roles ---
+  const dbs = hosts.filter((h) => h.roles.has("db"));
+  if (dbs.length === 0) add("hosts", 'exactly one host must have the role "db" (none has)');
+  for (const extra of dbs.slice(1)) {
+    add(rolesPath(extra), `only one host may have the role "db" (${dbs[0]!.name} has it already); make this one "db-standby"`);
+  }
+  for (const h of hosts) {
+    if (h.roles.has("db") && h.roles.has("db-standby")) add(rolesPath(h), 'a host cannot be both "db" and "db-standby"');
+  }
+  const schedulers = hosts.filter((h) => h.roles.has("scheduler"));
+  for (const extra of schedulers.slice(1)) {
+    add(rolesPath(extra), `only one host may have the role "scheduler" (${schedulers[0]!.name} has it already): two celery beats fire every periodic task twice`);
+  }
+  const lbs = hosts.filter((h) => h.roles.has("lb"));
+  for (const extra of lbs.slice(1)) add(rolesPath(extra), `only one host may have the role "lb" (${lbs[0]!.name} has it already)`);
+
+  // --- what needs what ---
+  if (t.lb && t.app.length === 0) add(rolesPath(t.lb), 'an "lb" needs at least one host with the role "app" behind it');
+  if (t.django.length > 0) {
+    if (t.redis.length === 0) add("hosts", `the app hosts (${named(t.django)}) need a host with the role "redis"`);
+    if (t.mqtt.length === 0) add("hosts", `the app hosts (${named(t.django)}) need a host with the role "mqtt"`);
+  }
+  for (const h of hosts) {
+    if ((h.roles.has("app") || h.roles.has("asgi")) && !h.roles.has("web")) {
+      add(rolesPath(h), 'a host with "app" or "asgi" also needs "web": nginx on the same host serves static files and proxies to gunicorn and daphne');
+    }
+    if (h.roles.has("web") && !h.roles.has("app") && !h.roles.has("asgi")) {
+      add(rolesPath(h), 'a "web" host proxies to gunicorn/daphne on the same host: add "app" (and "asgi")');
+    }
+  }
+  if (!t.lb && t.web.length > 1) add("hosts", `several "web" hosts (${named(t.web)}) need a host with the role "lb" in front of them`);
+  if (t.sentinels.length > 0 && t.redis.length === 0) add("hosts", '"redis-sentinel" hosts need a host with the role "redis" to monitor');
+  if (t.redis.length > 1 && t.sentinels.length < 3) {
+    add("hosts", `${t.redis.length} "redis" hosts replicate, and failover needs at least 3 hosts with the role "redis-sentinel" (found ${t.sentinels.length})`);
+  }
+
+  // --- secrets that become required with the topology ---
+  if (t.standbys.length > 0 && !isSet(parsed.postgres.replication.password)) {
+    add("postgres.replication.password", `is required: ${named(t.standbys)} replicate from the db host (e.g. { env = "NOVACLOUD_REPLICATION_PASSWORD" })`);
+  }
+  const redisReachedRemotely =
+    t.redis.length > 1 ||
+    t.redis.some((r) => t.django.some((d) => d.name !== r.name) || t.sentinels.some((s) => s.name !== r.name));
+  if (t.redis.length > 0 && redisReachedRemotely && !isSet(parsed.redis.password)) {
+    add("redis.password", 'is required: Redis is reachable from other hosts, and must not answer without a password (e.g. { env = "NOVACLOUD_REDIS_PASSWORD" })');
+  }
+  if (t.mqtt.length > 1 && !isSet(parsed.mqtt.bridge_password)) {
+    add("mqtt.bridge_password", `is required: ${t.mqtt.length} mqtt hosts bridge to ${t.mqttHub!.name} (e.g. { env = "NOVACLOUD_MQTT_BRIDGE_PASSWORD" })`);
+  }
+
+  // --- ports: two services on one host may not share one ---
+  for (const h of hosts) {
+    const seen = new Map<number, string>();
+    for (const p of servicePorts(parsed, h, t.lb !== undefined)) {
+      const owner = seen.get(p.port);
+      if (owner !== undefined && owner !== p.service) {
+        add(p.field === "hosts" || p.field === "site" ? rolesPath(h) : p.field, `port ${p.port} on host ${h.name} is already used by ${owner}; ${p.service} needs another`);
+      } else seen.set(p.port, p.service);
+    }
+  }
+  return issues;
+}
+
+/** Paths of secrets written inline in the model: allowed, but warned about. */
+export function inlineSecretPaths(parsed: ParsedModel): string[] {
+  const candidates: [string, SecretRef | undefined][] = [
+    ["postgres.password", parsed.postgres.password],
+    ["postgres.replication.password", parsed.postgres.replication.password],
+    ["redis.password", parsed.redis.password],
+    ["mqtt.password", parsed.mqtt.password],
+    ["mqtt.bridge_password", parsed.mqtt.bridge_password],
+    ["django.secret_key", parsed.django.secret_key],
+    ["email.password", parsed.email?.password],
+    ["haproxy.stats_password", parsed.haproxy.stats_password],
+  ];
+  return candidates.filter(([, ref]) => typeof ref === "string").map(([path]) => path);
+}
+
+export { DJANGO_ROLES };

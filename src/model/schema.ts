@@ -1,0 +1,372 @@
+/**
+ * The deployment model: the contract users write (TOML or JSON). Keys and structure follow
+ * issue #2; every option says its default in its description, which is where the README's
+ * model reference and the exported JSON Schema come from.
+ */
+import { z } from "zod";
+import { DISTRIBUTION_NAMES } from "./capabilities.js";
+import {
+  absPath,
+  ageRecipient,
+  cidr,
+  cron,
+  duration,
+  email,
+  envName,
+  gitRef,
+  gitUrl,
+  hostKey,
+  hostKeyMessage,
+  hostname,
+  imageRef,
+  int,
+  ipv4,
+  nginxSize,
+  pgIdentifier,
+  pgSize,
+  port,
+  projectName,
+  pythonModule,
+  secret,
+  shown,
+  unixName,
+  urlPath,
+  version,
+} from "./values.js";
+
+export const ROLES = [
+  "lb",
+  "web",
+  "app",
+  "asgi",
+  "worker",
+  "scheduler",
+  "db",
+  "db-standby",
+  "redis",
+  "redis-sentinel",
+  "mqtt",
+] as const;
+export type Role = (typeof ROLES)[number];
+
+const bool = (description: string, fallback: boolean) =>
+  z.boolean({ error: (iss) => `${shown(iss.input)} is not a boolean (true or false)` }).default(fallback).describe(description);
+
+const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: (iss) => `${shown(iss.input)} is not one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
+
+const platform = z
+  .strictObject({
+    distribution: enumOf(DISTRIBUTION_NAMES as [string, ...string[]])
+      .default("debian-12")
+      .describe("Target distribution; it sets the versions below. Default debian-12."),
+    nginx: version().optional().describe("nginx version, if not the distribution's."),
+    haproxy: version().optional().describe("HAProxy version, if not the distribution's (Debian 12: 2.6)."),
+    mosquitto: version().optional().describe("Mosquitto version, if not the distribution's."),
+    redis: version().optional().describe("Redis version, if not the distribution's."),
+    python: version().optional().describe("Python version for the app's virtualenv (NovaCloud needs 3.12.3+); default the distribution's."),
+    openssl: version().optional().describe("OpenSSL version, if not the distribution's."),
+    systemd: version().optional().describe("systemd version, if not the distribution's."),
+  })
+  .prefault({})
+  .describe("Target platform. Output that differs by version asks the capability table, fed from here.");
+
+const project = z
+  .strictObject({
+    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate and cron files and paths. Default novacloud."),
+    django_module: pythonModule().describe("Django project package: NAME.wsgi:application, NAME.asgi:application, celery -A NAME."),
+    settings_module: pythonModule().optional().describe("DJANGO_SETTINGS_MODULE. Default <django_module>.settings."),
+    root: absPath().optional().describe("Code checkout on the app hosts. Default /opt/<name>."),
+    user: unixName().optional().describe("System user the services run as. Default <name>."),
+    group: unixName().optional().describe("Group of that user. Default <user>."),
+    repository: gitUrl().optional().describe("Git remote of the application, for the runbook's clone step."),
+    branch: gitRef().default("main").describe("Branch or tag the runbook checks out first. Default main."),
+  })
+  .describe("The application and the account it runs as.");
+
+const tls = z
+  .discriminatedUnion(
+    "mode",
+    [
+      z.strictObject({
+        mode: z.literal("letsencrypt"),
+        email: email().optional().describe("Account e-mail for Let's Encrypt expiry notices."),
+      }),
+      z.strictObject({
+        mode: z.literal("files"),
+        certificate: absPath().describe("Certificate chain (PEM) on the host that terminates TLS."),
+        key: absPath().describe("Private key (PEM) on the host that terminates TLS."),
+      }),
+    ],
+    { error: 'expected tls = { mode = "letsencrypt" } or { mode = "files", certificate = "/path", key = "/path" }' },
+  )
+  .prefault({ mode: "letsencrypt" })
+  .describe('Where the site certificate comes from. Default { mode = "letsencrypt" }.');
+
+const site = z
+  .strictObject({
+    domain: hostname().describe("Public name of the site."),
+    aliases: z.array(hostname()).default([]).describe("More names served by the same site (e.g. www.)."),
+    tls,
+    max_body: nginxSize().default("10M").describe("Largest request body nginx accepts. Default 10M."),
+    health_check_path: urlPath().default("/health-check/").describe("Path the app answers 200 on; the load balancer checks it. Default /health-check/."),
+    static_url: urlPath().default("/static/").describe("URL prefix of collected static files. Default /static/."),
+    media_url: urlPath().default("/media/").describe("URL prefix of uploaded media. Default /media/."),
+    websocket_path: urlPath().default("/ws/").describe("URL prefix routed to Daphne (WebSockets). Default /ws/."),
+    ipv6: bool("Listen on IPv6 as well for public ports. Default true.", true),
+    hsts: z
+      .strictObject({
+        max_age: int(0, 315360000).default(63072000).describe("Strict-Transport-Security max-age in seconds. Default two years."),
+        include_subdomains: bool("Add includeSubDomains: only when every subdomain serves HTTPS. Default false.", false),
+        preload: bool("Add preload (only deliberately: removal from browser lists is slow). Default false.", false),
+      })
+      .prefault({}),
+  })
+  .describe("The public web site.");
+
+const host = z
+  .strictObject({
+    address: ipv4().describe("Private IPv4 address the other hosts reach this one on."),
+    roles: z
+      .array(enumOf(ROLES))
+      .min(1, { error: "a host needs at least one role" })
+      .superRefine((roles, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, role] of roles.entries()) {
+          if (seen.has(role)) ctx.addIssue({ code: "custom", path: [i], message: `role "${role}" is listed twice` });
+          seen.add(role);
+        }
+      })
+      .describe(`What the host runs: ${ROLES.join(", ")}.`),
+  })
+  .describe("One machine.");
+
+const hosts = z
+  .record(
+    z.string().regex(hostKey, { error: (iss) => `${shown(iss.input)} ${hostKeyMessage}` }),
+    host,
+  )
+  .default({})
+  .describe("Every machine and the roles it plays; each gets its own tree under out/<name>/.");
+
+const gunicorn = z
+  .strictObject({
+    port: port().default(8000).describe("Port gunicorn binds on 127.0.0.1. Default 8000."),
+    workers: z
+      .union([z.literal("auto"), int(1, 256)], { error: (iss) => `${shown(iss.input)} is not "auto" or a worker count from 1 to 256` })
+      .default("auto")
+      .describe('Worker processes; "auto" = cpu_count*2+1 on the host, capped by max_workers. Default auto.'),
+    max_workers: int(1, 256).default(12).describe('Cap for workers = "auto" (cpu_count ignores container CPU quotas). Default 12.'),
+    worker_class: enumOf(["sync", "gthread"] as const).default("sync").describe("gunicorn worker class. Default sync."),
+    threads: int(1, 64).default(1).describe("Threads per worker (gthread only). Default 1."),
+    timeout: int(1, 3600).default(30).describe("Seconds before a silent worker is killed and restarted. Default 30."),
+    graceful_timeout: int(1, 3600).default(30).describe("Seconds workers get to finish on reload or stop. Default 30."),
+    keepalive: int(0, 300).default(5).describe("Keep-alive seconds (ignored by the sync worker). Default 5."),
+    max_requests: int(0, 1000000).default(1000).describe("Restart a worker after this many requests (0 = never). Default 1000."),
+    max_requests_jitter: int(0, 1000000).default(50).describe("Random spread for max_requests. Default 50."),
+  })
+  .prefault({})
+  .describe("Gunicorn (WSGI).");
+
+const daphne = z
+  .strictObject({
+    port: port().default(8001).describe("Port daphne binds on 127.0.0.1. Default 8001."),
+    websocket_timeout: int(0, 604800).default(86400).describe("Seconds a WebSocket may stay open. Default 86400."),
+  })
+  .prefault({})
+  .describe("Daphne (ASGI, WebSockets).");
+
+const celery = z
+  .strictObject({
+    concurrency: z
+      .union([z.literal("auto"), int(1, 512)], { error: (iss) => `${shown(iss.input)} is not "auto" or a number from 1 to 512` })
+      .default("auto")
+      .describe('Worker processes; "auto" lets celery use the CPU count. Default auto.'),
+    loglevel: enumOf(["DEBUG", "INFO", "WARNING", "ERROR"] as const).default("INFO").describe("Default INFO."),
+    stop_timeout: int(10, 86400).default(600).describe("Seconds a stopping worker gets to finish running tasks (warm shutdown). Default 600."),
+  })
+  .prefault({})
+  .describe("Celery worker and beat.");
+
+const replication = z
+  .strictObject({
+    user: pgIdentifier().default("replicator").describe("Replication role. Default replicator."),
+    password: secret().optional().describe("Replication role password; required when a db-standby exists."),
+    slots: bool("Give each standby a physical replication slot. Default true.", true),
+    wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12). Default 1GB."),
+    max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+). Default 20GB."),
+  })
+  .prefault({});
+
+const postgres = z
+  .strictObject({
+    version: int(12, 17).optional().describe("PostgreSQL major version (12-17). Default: the distribution's."),
+    database: pgIdentifier().optional().describe("Database name. Default <name>_db."),
+    user: pgIdentifier().optional().describe("Role the app connects as (owner of the database). Default <name>."),
+    port: port().default(5432).describe("Default 5432."),
+    password: secret().describe("Password of the app's role."),
+    ssl: bool("Require TLS (hostssl) for connections from other hosts. Default true.", true),
+    ssl_certificate: absPath().default("/etc/ssl/certs/ssl-cert-snakeoil.pem").describe("Server certificate. Default Debian's snakeoil certificate."),
+    ssl_key: absPath().default("/etc/ssl/private/ssl-cert-snakeoil.key").describe("Server key. Default Debian's snakeoil key."),
+    replication,
+  })
+  .describe("PostgreSQL: the db host, its standbys and the app's connection.");
+
+const redis = z
+  .strictObject({
+    port: port().default(6379).describe("Default 6379."),
+    password: secret().optional().describe("requirepass; required as soon as Redis is reachable from another host."),
+    database: int(0, 15).default(0).describe("Database number in REDIS_URL. Default 0."),
+    sentinel_port: port().default(26379).describe("Port of redis-sentinel. Default 26379."),
+    master_name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: (iss) => `${shown(iss.input)} is not a Sentinel master name (letters, digits, '_', '.', '-')` })
+      .optional()
+      .describe("Name Sentinel monitors the primary under. Default <name>."),
+  })
+  .prefault({})
+  .describe("Redis (cache, Channels layer, Celery broker) and Sentinel.");
+
+const mqttUser = () =>
+  z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: (iss) => `${shown(iss.input)} is not an MQTT user name (letters, digits, '_', '.', '-')` });
+
+const mqtt = z
+  .strictObject({
+    broker: enumOf(["mosquitto"] as const).default("mosquitto").describe("MQTT broker. Only mosquitto is supported (see README)."),
+    port: port().default(1883).describe("Plain MQTT port; it listens on 127.0.0.1 (and the private address for app hosts elsewhere). Default 1883."),
+    tls_port: port().optional().describe("Public MQTT-over-TLS port; omit for no TLS listener."),
+    domain: hostname().optional().describe("Name devices connect to (the TLS certificate's name). Default site.domain."),
+    username: mqttUser().optional().describe("User the platform connects as. Default <name>_platform."),
+    password: secret().describe("Password of that user."),
+    device_prefix: z
+      .string()
+      .regex(/^[a-z0-9_-]{1,32}$/, { error: (iss) => `${shown(iss.input)} is not a topic prefix (lower-case letters, digits, '_', '-')` })
+      .default("devices")
+      .describe("Devices may use <prefix>/<their user name>/#. Default devices."),
+    bridge_username: mqttUser().optional().describe("User the brokers bridge as (several mqtt hosts). Default <name>_bridge."),
+    bridge_password: secret().optional().describe("Bridge password; required with more than one mqtt host."),
+  })
+  .describe("MQTT broker.");
+
+const django = z
+  .strictObject({
+    debug: bool("DEBUG. Default false.", false),
+    secret_key: secret().describe("SECRET_KEY."),
+    allowed_hosts: z.array(hostname()).default([]).describe("Extra ALLOWED_HOSTS besides site.domain and its aliases."),
+  })
+  .describe("Django settings that live in the .env file.");
+
+const emailSection = z
+  .strictObject({
+    host: hostname().describe("SMTP server."),
+    port: port().default(587).describe("Default 587."),
+    use_tls: bool("STARTTLS. Default true.", true),
+    user: z
+      .string()
+      .regex(/^[A-Za-z0-9._%+@-]{1,128}$/, { error: (iss) => `${shown(iss.input)} is not an SMTP user name (letters, digits and . _ % + @ -)` })
+      .optional()
+      .describe("SMTP user."),
+    password: secret().optional().describe("SMTP password."),
+    from: email().optional().describe("DEFAULT_FROM_EMAIL."),
+  })
+  .optional()
+  .describe("Outgoing e-mail (optional, as in the guide's .env).");
+
+const backup = z
+  .strictObject({
+    dir: absPath().default("/opt/backups").describe("Where dumps go on the db host. Default /opt/backups."),
+    schedule: cron().default("0 3 * * *").describe('cron schedule of the nightly dump. Default "0 3 * * *".'),
+    keep_days: int(1, 3650).default(30).describe("Dumps older than this are pruned after a successful run. Default 30."),
+    age_recipient: ageRecipient().optional().describe("age public key: also back up the .env, encrypted to it."),
+  })
+  .prefault({})
+  .describe("Database backups.");
+
+const logs = z
+  .strictObject({
+    dir: absPath().optional().describe("App log directory. Default /var/log/<name>."),
+    keep_days: int(1, 3650).default(14).describe("Days of rotated logs kept. Default 14."),
+  })
+  .prefault({})
+  .describe("Log files and rotation.");
+
+const firewall = z
+  .strictObject({
+    enabled: bool("Render the ufw script. Default true.", true),
+    ssh_port: port().default(22).describe("Default 22."),
+    ssh_from: z.array(cidr()).default([]).describe("Networks allowed to SSH in; empty = anywhere, rate-limited."),
+  })
+  .prefault({})
+  .describe("ufw rules per host.");
+
+const haproxy = z
+  .strictObject({
+    backend_port: port().default(8080).describe("Port nginx listens on, on each app host's private address, for the load balancer. Default 8080."),
+    stats_port: port().default(8404).describe("Stats page port on 127.0.0.1 of the lb host. Default 8404."),
+    acme_port: port().default(8888).describe("Port on 127.0.0.1 where certbot answers ACME challenges that HAProxy forwards. Default 8888."),
+    stats_user: mqttUser().default("admin").describe("Stats page user. Default admin."),
+    stats_password: secret().optional().describe("Stats page password; without one the page has no login (it stays on 127.0.0.1)."),
+    balance: enumOf(["roundrobin", "leastconn"] as const).default("roundrobin").describe("Balancing for HTTP. Default roundrobin."),
+    timeout_connect: duration().default("5s").describe("Default 5s."),
+    timeout_client: duration().default("50s").describe("Default 50s."),
+    timeout_server: duration().default("50s").describe("Default 50s."),
+    timeout_tunnel: duration().default("1h").describe("Idle timeout of upgraded (WebSocket) connections. Default 1h."),
+    timeout_http_request: duration().default("10s").describe("Time to receive request headers (slowloris). Default 10s."),
+  })
+  .prefault({})
+  .describe("HAProxy on the lb host.");
+
+const compose = z
+  .strictObject({
+    build: z
+      .string()
+      .regex(/^\.{1,2}(?:\/[A-Za-z0-9._-]+)*$|^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/, {
+        error: (iss) => `${shown(iss.input)} is not a relative build context (e.g. . or ../app)`,
+      })
+      .default("..")
+      .describe("Build context of the app image, relative to compose/. Default .. (the app checkout)."),
+    app_image: imageRef().optional().describe("Use this image instead of building."),
+    postgres_image: imageRef().optional().describe("Default postgres:<postgres.version>."),
+    redis_image: imageRef().default("redis:7").describe("Default redis:7."),
+    mosquitto_image: imageRef().default("eclipse-mosquitto:2").describe("Default eclipse-mosquitto:2."),
+    nginx_image: imageRef().default("nginx:1.26").describe("Default nginx:1.26."),
+    nginx_version: version().optional().describe("nginx version of nginx_image, when its tag does not say."),
+    http_port: port().default(80).describe("Host port published for HTTP. Default 80."),
+    https_port: port().default(443).describe("Host port published for HTTPS. Default 443."),
+  })
+  .optional()
+  .describe("Render a Compose bundle under compose/ (the guide's section 8.4 done right).");
+
+export const modelSchema = z
+  .strictObject({
+    $schema: z.string().optional().describe("Path or URL of the JSON Schema, for editors."),
+    format: z.literal(1, { error: (iss) => `${shown(iss.input)} is not a model format this version reads (expected 1)` }).default(1).describe("Model format version. Default 1."),
+    platform,
+    project,
+    site,
+    hosts,
+    gunicorn,
+    daphne,
+    celery,
+    postgres,
+    redis,
+    mqtt,
+    django,
+    email: emailSection,
+    backup,
+    logs,
+    firewall,
+    haproxy,
+    compose,
+  })
+  .describe("A NovaCloud deployment: what runs where, and how.");
+
+/** The model as the user writes it. */
+export type ModelInput = z.input<typeof modelSchema>;
+/** The model after validation, with every default filled in. */
+export type ParsedModel = z.output<typeof modelSchema>;
+
+/** Keys whose values are secrets: never echoed in an error. */
+export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password"]);
+
+export { envName };

@@ -1,0 +1,200 @@
+/**
+ * Value types of the model, validated for what they are (not only typed): every string that
+ * reaches a config file is constrained so it cannot add a directive, a line, a quote, a brace,
+ * a `;`, a `$` expansion or a shell command in any output format. Each message names what was
+ * expected; `shown()` prints the offending value on one line.
+ */
+import { z } from "zod";
+
+/** The offending value as JSON, shortened and on one line, for an error message. */
+export function shown(input: unknown): string {
+  const text = typeof input === "string" ? JSON.stringify(input) : JSON.stringify(input) ?? String(input);
+  return text.length > 70 ? `${text.slice(0, 67)}..."` : text;
+}
+
+type Input = { input?: unknown };
+const says = (what: string) => (iss: Input) => `${shown(iss.input)} ${what}`;
+
+// RFC 1123 labels, lower case, at most 253 characters in all.
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+export const hostname = () =>
+  z.string().regex(HOSTNAME, {
+    error: (iss: Input) =>
+      typeof iss.input === "string" && /[^\x00-\x7f]/.test(iss.input)
+        ? `${shown(iss.input)} is not a valid hostname (internationalized names must be written in punycode, xn--...)`
+        : `${shown(iss.input)} is not a valid hostname (lower-case letters, digits, '-' and '.' only)`,
+  });
+
+const OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+export const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+
+export const ipv4 = () => z.string().regex(IPV4, { error: says("is not an IPv4 address (four numbers 0-255 separated by dots)") });
+
+export const cidr = () =>
+  z.string().regex(new RegExp(`^${OCTET}(?:\\.${OCTET}){3}(?:/(?:3[0-2]|[12]?[0-9]))?$`), {
+    error: says("is not an IPv4 address or network (e.g. 10.0.0.0/24)"),
+  });
+
+export const port = () =>
+  z
+    .number({ error: says("is not a port number (an integer from 1 to 65535)") })
+    .int({ error: says("is not a port number (an integer from 1 to 65535)") })
+    .min(1, { error: says("is not a port number (an integer from 1 to 65535)") })
+    .max(65535, { error: says("is not a port number (an integer from 1 to 65535)") });
+
+/** Integer in [min, max], with a message that names the range. */
+export const int = (min: number, max: number) => {
+  const error = says(`is out of range (expected an integer from ${min} to ${max})`);
+  return z.number({ error: says(`is not a number (expected an integer from ${min} to ${max})`) }).int({ error }).min(min, { error }).max(max, { error });
+};
+
+// Absolute POSIX path of portable characters; no empty, `.` or `..` segments, no trailing slash.
+const ABS_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._@+-]+)+$/;
+
+export const absPath = () =>
+  z.string().regex(ABS_PATH, {
+    error: says("is not an absolute path (letters, digits and . _ - + @ between slashes; no spaces, quotes, '..' or trailing '/')"),
+  });
+
+export const unixName = () =>
+  z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, {
+    error: says("is not a valid Unix user or group name (lower-case letter or '_' first, then letters, digits, '_' or '-', at most 32)"),
+  });
+
+/** Prefix of systemd units, nginx sites, logrotate files and paths. */
+export const projectName = () =>
+  z.string().regex(/^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/, {
+    error: says("is not a valid project name (lower-case letters, digits and '-', starting with a letter, at most 32; it names units, sites and files)"),
+  });
+
+export const hostKey = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+export const hostKeyMessage = "is not a valid host name for [hosts.NAME] (lower-case letters, digits and '-'; it becomes a directory and a server name)";
+
+export const pythonModule = () =>
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/, {
+    error: says("is not a Python module path (identifiers separated by dots, e.g. DjangoNovaCloud)"),
+  });
+
+export const pgIdentifier = () =>
+  z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+    error: says("is not a PostgreSQL identifier this tool writes unquoted (lower-case letter or '_' first, then letters, digits, '_', at most 63)"),
+  });
+
+export const envName = () =>
+  z.string().regex(/^[A-Z_][A-Z0-9_]*$/, {
+    error: says("is not an environment variable name (upper-case letters, digits and '_', not starting with a digit)"),
+  });
+
+/** nginx size: 10M, 512k, 1g or a byte count. */
+export const nginxSize = () =>
+  z.string().regex(/^[1-9][0-9]{0,9}[kKmMgG]?$/, { error: says("is not a size (a number with an optional k, m or g suffix, e.g. 10M)") });
+
+/** PostgreSQL memory size: 1GB, 512MB, 64kB. */
+export const pgSize = () =>
+  z.string().regex(/^[1-9][0-9]{0,9}(?:kB|MB|GB|TB)$/, { error: says("is not a PostgreSQL size (a number with kB, MB, GB or TB, e.g. 1GB)") });
+
+/** Duration in HAProxy/nginx units: 30s, 5m, 1h, 250ms, 1d. */
+export const duration = () =>
+  z.string().regex(/^[1-9][0-9]{0,8}(?:ms|s|m|h|d)$/, { error: says("is not a duration (a number with ms, s, m, h or d, e.g. 30s)") });
+
+/** URL path that nginx and HAProxy can carry unquoted: starts and ends with '/'. */
+export const urlPath = () =>
+  z.string().regex(/^\/(?:[A-Za-z0-9._~-]+\/)*$/, {
+    error: says("is not a URL path (starts and ends with '/', letters, digits and . _ ~ - between slashes)"),
+  });
+
+export const email = () =>
+  z.string().regex(/^[A-Za-z0-9._%+-]+@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/, {
+    error: says("is not an e-mail address (name@example.com; the domain in lower case)"),
+  });
+
+/** Git remote: https://, ssh:// or scp-like git@host:path, without shell metacharacters. */
+export const gitUrl = () =>
+  z.string().regex(/^(?:https:\/\/|ssh:\/\/|git@)[A-Za-z0-9._~:/@+-]+$/, {
+    error: says("is not a git URL (https://..., ssh://... or git@host:path, no spaces or quotes)"),
+  });
+
+export const gitRef = () =>
+  z.string().regex(/^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,100}$/, { error: says("is not a git branch, tag or commit name") });
+
+export const ageRecipient = () =>
+  z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, { error: says("is not an age public key (age1 followed by 58 characters)") });
+
+/** Docker image reference: [registry/]name[:tag][@digest]. */
+export const imageRef = () =>
+  z.string().regex(/^[a-z0-9][a-z0-9._/-]{0,200}(?::[A-Za-z0-9_.-]{1,128})?(?:@sha256:[a-f0-9]{64})?$/, {
+    error: says("is not a container image reference (e.g. postgres:15 or registry.example.com/app:1.2)"),
+  });
+
+/** Software version as the distribution names it: 1.22.1, 2.6, 15. */
+export const version = () =>
+  z.string().regex(/^[0-9]{1,3}(?:\.[0-9]{1,4}){0,3}$/, { error: says("is not a version number (e.g. 1.22.1)") });
+
+// --- cron -------------------------------------------------------------------------------------
+
+const CRON_FIELDS: readonly { name: string; min: number; max: number }[] = [
+  { name: "minute", min: 0, max: 59 },
+  { name: "hour", min: 0, max: 23 },
+  { name: "day of month", min: 1, max: 31 },
+  { name: "month", min: 1, max: 12 },
+  { name: "day of week", min: 0, max: 7 },
+];
+const CRON_MACROS = new Set(["@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"]);
+
+/** Why a cron schedule is invalid, or undefined when it is valid. Names only, no `@reboot`. */
+export function cronProblem(schedule: string): string | undefined {
+  if (CRON_MACROS.has(schedule)) return undefined;
+  const fields = schedule.split(" ");
+  if (fields.length !== 5 || fields.some((f) => f === "")) {
+    return "expected five fields separated by single spaces (minute hour day-of-month month day-of-week) or @daily, @weekly, ...";
+  }
+  for (const [i, field] of fields.entries()) {
+    const spec = CRON_FIELDS[i]!;
+    for (const part of field.split(",")) {
+      const m = /^(\*|([0-9]{1,2})(?:-([0-9]{1,2}))?)(?:\/([0-9]{1,2}))?$/.exec(part);
+      if (!m) return `the ${spec.name} field ${JSON.stringify(field)} is not a number, range, list or */step`;
+      const values = [m[2], m[3]].filter((v): v is string => v !== undefined).map(Number);
+      if (values.some((v) => v < spec.min || v > spec.max)) {
+        return `the ${spec.name} field ${JSON.stringify(field)} is outside ${spec.min}-${spec.max}`;
+      }
+      if (values.length === 2 && values[0]! > values[1]!) return `the ${spec.name} range ${JSON.stringify(part)} runs backwards`;
+      if (m[4] !== undefined && Number(m[4]) === 0) return `the ${spec.name} step in ${JSON.stringify(part)} is zero`;
+    }
+  }
+  return undefined;
+}
+
+export const cron = () =>
+  z
+    .string()
+    .regex(/^[@*0-9a-z,\/ -]+$/, { error: says("is not a cron schedule (e.g. \"0 3 * * *\")") })
+    .superRefine((value, ctx) => {
+      const problem = cronProblem(value);
+      if (problem) ctx.addIssue({ code: "custom", message: `${shown(value)} is not a cron schedule: ${problem}`, input: value });
+    });
+
+// --- secrets -----------------------------------------------------------------------------------
+
+export const secretEnv = z.strictObject({ env: envName().describe("Name of the environment variable that holds the secret.") });
+// Relative secret files are resolved against the model file's directory by the CLI.
+const SECRET_FILE = /^(?:\/?(?!\.\.?(?:\/|$))[A-Za-z0-9._@+-]+)(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._@+-]+)*$/;
+export const secretFile = z.strictObject({
+  file: z
+    .string()
+    .regex(SECRET_FILE, { error: says("is not a file path (absolute, or relative to the model file; no spaces, quotes or '..')") })
+    .describe("File whose content (without the final newline) is the secret; relative paths start at the model file."),
+});
+
+/**
+ * A secret is a reference: `{ env = "NAME" }` or `{ file = "/path" }`. An inline string is
+ * accepted (and warned about) so a throw-away model can be self-contained.
+ */
+export const secret = () =>
+  z
+    .union([secretEnv, secretFile, z.string().min(1, { error: "an inline secret may not be empty" })], {
+      error: 'expected a secret reference: { env = "VARIABLE" } or { file = "/path" }',
+    })
+    .describe('A secret: { env = "NAME" } (read from the environment) or { file = "/path" }. Inline strings work but are warned about.');
+
+export type SecretRef = z.infer<ReturnType<typeof secret>>;

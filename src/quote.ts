@@ -1,0 +1,171 @@
+/**
+ * Quoting per target syntax: the second wall behind model validation. Each function returns a
+ * value that the target program reads back as exactly `value`, or throws UnsafeValueError when
+ * the target syntax cannot carry it. Model values never reach these throws (the schema rejects
+ * them first); secrets, which may hold any printable character, are quoted here.
+ */
+
+export class UnsafeValueError extends Error {
+  constructor(target: string, reason: string) {
+    super(`refusing to write a value into ${target}: ${reason}`);
+  }
+}
+
+// C0 controls, DEL and C1 controls: never legitimate in any config value we write.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+function assertNoControl(value: string, target: string): void {
+  if (CONTROL.test(value)) throw new UnsafeValueError(target, "it contains a control character or line break");
+}
+
+const SHELL_BARE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** POSIX shell word: bare when that is unambiguous, otherwise single-quoted ('\'' for '). */
+export function shell(value: string): string {
+  assertNoControl(value, "a shell script");
+  if (SHELL_BARE.test(value)) return value;
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Python string literal (JSON string syntax is a subset of Python's). */
+export function python(value: string): string {
+  assertNoControl(value, "a Python file");
+  return JSON.stringify(value);
+}
+
+/**
+ * Value in an env file read by systemd's EnvironmentFile= and by `set -a; . FILE` in bash.
+ * Inside double quotes both unescape exactly \" \\ \` \$ (systemd: SHELL_NEED_ESCAPE in
+ * src/basic/env-file.c) and neither expands variables (systemd never does; bash does not for
+ * an escaped $), so the same bytes mean the same value to both readers.
+ */
+export function envValue(value: string): string {
+  assertNoControl(value, "an env file");
+  if (/^[A-Za-z0-9_@%+=:,./-]*$/.test(value)) return value;
+  return `"${value.replace(/[\\"`$]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * A token in an nginx config. Model values that reach nginx are hostnames, paths, sizes and
+ * ports; nginx has no escape for `$` (variables) and `;`/`{`/`}` end directives, so anything
+ * outside this set is refused rather than quoted.
+ */
+export function nginx(value: string): string {
+  assertNoControl(value, "an nginx config");
+  if (!/^[A-Za-z0-9_.:/@*~+=,-]+$/.test(value)) {
+    throw new UnsafeValueError("an nginx config", `${JSON.stringify(value)} has characters nginx would interpret`);
+  }
+  return value;
+}
+
+/**
+ * One argument in a systemd unit (ExecStart= etc.): `%` starts a specifier and `$` a variable,
+ * so both are doubled; whitespace or quotes would split or end the word, so they are refused.
+ */
+export function systemd(value: string): string {
+  assertNoControl(value, "a systemd unit");
+  if (/[\s"'\\;]/.test(value)) {
+    throw new UnsafeValueError("a systemd unit", `${JSON.stringify(value)} would be split into several words`);
+  }
+  return value.replace(/%/g, "%%").replace(/\$/g, "$$$$");
+}
+
+/** SQL string literal (standard_conforming_strings = on, the default since 9.1). */
+export function sqlLiteral(value: string): string {
+  assertNoControl(value, "an SQL file");
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+const SQL_RESERVED = new Set([
+  "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast",
+  "check", "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role",
+  "current_time", "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do",
+  "else", "end", "except", "false", "fetch", "for", "foreign", "from", "grant", "group", "having", "in",
+  "initially", "intersect", "into", "lateral", "leading", "limit", "localtime", "localtimestamp", "not",
+  "null", "offset", "on", "only", "or", "order", "placing", "primary", "references", "returning", "select",
+  "session_user", "some", "symmetric", "system_user", "table", "then", "to", "trailing", "true", "union",
+  "unique", "user", "using", "variadic", "when", "where", "window", "with",
+]);
+
+/** SQL identifier: bare when it is a plain lower-case name and not reserved, else double-quoted. */
+export function sqlIdent(value: string): string {
+  assertNoControl(value, "an SQL file");
+  if (/^[a-z_][a-z0-9_]*$/.test(value) && !SQL_RESERVED.has(value)) return value;
+  return `"${value.replace(/"/g, '""')}"`;
+}
+
+/** String value in postgresql.conf: single quotes; the GUC lexer unescapes \\ and '' . */
+export function pgConf(value: string): string {
+  assertNoControl(value, "postgresql.conf");
+  return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "''")}'`;
+}
+
+/** One field of a ~/.pgpass line: `:` and `\` are escaped with a backslash (libpq passwordFromFile). */
+export function pgpassField(value: string): string {
+  assertNoControl(value, "a .pgpass file");
+  return value.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+/** One value in a libpq connection string: single-quoted, \' and \\ escaped. */
+export function conninfoValue(value: string): string {
+  assertNoControl(value, "a connection string");
+  if (/^[A-Za-z0-9_.:/@-]+$/.test(value)) return value;
+  return `'${value.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}
+
+/**
+ * One HAProxy argument. Single quotes are strong (nothing inside is interpreted) but cannot hold
+ * a single quote; then double quotes, where \" \\ and \$ are the escapes and `$` would otherwise
+ * expand an environment variable (configuration.txt, 2.2 "Quoting and escaping").
+ */
+export function haproxy(value: string): string {
+  assertNoControl(value, "haproxy.cfg");
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(value)) return value;
+  if (!value.includes("'")) return `'${value}'`;
+  return `"${value.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+}
+
+/** One redis.conf / sentinel.conf argument: double-quoted, \\ and \" escaped (sdssplitargs). */
+export function redis(value: string): string {
+  assertNoControl(value, "redis.conf");
+  return `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * A mosquitto.conf string option: the broker takes the rest of the line with surrounding blanks
+ * trimmed and has no quoting, so leading or trailing blanks cannot be represented.
+ */
+export function mosquitto(value: string): string {
+  assertNoControl(value, "mosquitto.conf");
+  if (value !== value.trim() || value === "") {
+    throw new UnsafeValueError("mosquitto.conf", "a value with leading or trailing blanks cannot be written");
+  }
+  return value;
+}
+
+/**
+ * A YAML double-quoted scalar inside a Compose file. Compose interpolates `$` in every value, so
+ * a literal dollar is written `$$` (compose-spec interpolation.md).
+ */
+export function composeString(value: string): string {
+  assertNoControl(value, "a Compose file");
+  return JSON.stringify(value.replace(/\$/g, "$$$$"));
+}
+
+/** All quoting filters by the name templates use them with. */
+export const QUOTE_FILTERS = {
+  shell,
+  python,
+  env: envValue,
+  nginx,
+  systemd,
+  sql: sqlLiteral,
+  sqlident: sqlIdent,
+  pgconf: pgConf,
+  pgpass: pgpassField,
+  conninfo: conninfoValue,
+  haproxy,
+  redis,
+  mosquitto,
+  compose: composeString,
+} as const;

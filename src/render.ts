@@ -1,0 +1,62 @@
+/**
+ * render(model, options) -> Tree: the one pure function. It validates (unless given a model from
+ * parseModel), resolves secrets from the values passed in, asks each artifact family for a
+ * host's files, adds the host's runbook, and places everything under `<host>/`.
+ */
+import { appFiles } from "./artifacts/app.js";
+import type { HostFamily } from "./artifacts/context.js";
+import { composeFiles } from "./artifacts/compose.js";
+import { haproxyFiles } from "./artifacts/haproxy.js";
+import { mosquittoFiles } from "./artifacts/mosquitto.js";
+import { nginxFiles } from "./artifacts/nginx.js";
+import { postgresFiles } from "./artifacts/postgres.js";
+import { redisFiles } from "./artifacts/redis.js";
+import { runbookFile } from "./artifacts/runbook.js";
+import { scriptFiles } from "./artifacts/scripts.js";
+import { systemdFiles } from "./artifacts/systemd.js";
+import { ModelError } from "./model/errors.js";
+import type { Model } from "./model/normalize.js";
+import { isValidatedModel, parseModel } from "./model/parse.js";
+import { resolveSecrets, type SecretSources } from "./model/secrets.js";
+import { buildTree, placeFiles, type Tree, type TreeFile } from "./tree.js";
+
+/** The families that make a host's files, in the order their files are listed in the runbook. */
+const HOST_FAMILIES: readonly HostFamily[] = [
+  appFiles,
+  systemdFiles,
+  nginxFiles,
+  haproxyFiles,
+  postgresFiles,
+  redisFiles,
+  mosquittoFiles,
+  scriptFiles,
+];
+
+export type RenderOptions = SecretSources;
+
+/** Validates `input` (unless it came from parseModel) or throws a ModelError listing every problem. */
+export function toModel(input: unknown): Model {
+  if (isValidatedModel(input)) return input;
+  const result = parseModel(input);
+  if (!result.ok) throw new ModelError(result.issues);
+  return result.model;
+}
+
+/**
+ * Renders the whole deployment. Same model and secrets, same bytes: no clock, no randomness,
+ * no environment reads; paths sorted; LF and a final newline everywhere.
+ */
+export function render(input: unknown, options: RenderOptions = {}): Tree {
+  const model = toModel(input);
+  const { secrets, issues } = resolveSecrets(model, options);
+  if (issues.length > 0) throw new ModelError(issues);
+  const files: [string, TreeFile][] = [];
+  for (const host of model.topology.hosts) {
+    const ctx = { model, host, secrets };
+    const specs = HOST_FAMILIES.flatMap((family) => family(ctx));
+    specs.push(runbookFile(ctx, specs));
+    files.push(...placeFiles(host.name, specs));
+  }
+  if (model.compose !== undefined) files.push(...placeFiles("compose", composeFiles(model, secrets)));
+  return buildTree(files);
+}
