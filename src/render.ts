@@ -3,17 +3,17 @@
  * parseModel), resolves secrets from the values passed in, asks each artifact family for a
  * host's files, adds the host's runbook, and places everything under `<host>/`.
  */
-import { appFiles } from "./artifacts/app.js";
+import { appFamily } from "./artifacts/app.js";
 import type { HostFamily } from "./artifacts/context.js";
 import { composeFiles } from "./artifacts/compose.js";
-import { haproxyFiles } from "./artifacts/haproxy.js";
-import { mosquittoFiles } from "./artifacts/mosquitto.js";
-import { nginxFiles } from "./artifacts/nginx.js";
-import { postgresFiles } from "./artifacts/postgres.js";
-import { redisFiles } from "./artifacts/redis.js";
+import { haproxyFamily } from "./artifacts/haproxy.js";
+import { mosquittoFamily } from "./artifacts/mosquitto.js";
+import { nginxFamily } from "./artifacts/nginx.js";
+import { postgresFamily } from "./artifacts/postgres.js";
+import { redisFamily } from "./artifacts/redis.js";
 import { runbookFile } from "./artifacts/runbook.js";
-import { scriptFiles } from "./artifacts/scripts.js";
-import { systemdFiles } from "./artifacts/systemd.js";
+import { scriptsFamily } from "./artifacts/scripts.js";
+import { systemdFamily } from "./artifacts/systemd.js";
 import { ModelError } from "./model/errors.js";
 import type { Model } from "./model/normalize.js";
 import { isValidatedModel, parseModel } from "./model/parse.js";
@@ -22,14 +22,14 @@ import { buildTree, placeFiles, type Tree, type TreeFile } from "./tree.js";
 
 /** The families that make a host's files, in the order their files are listed in the runbook. */
 const HOST_FAMILIES: readonly HostFamily[] = [
-  appFiles,
-  systemdFiles,
-  nginxFiles,
-  haproxyFiles,
-  postgresFiles,
-  redisFiles,
-  mosquittoFiles,
-  scriptFiles,
+  appFamily,
+  systemdFamily,
+  nginxFamily,
+  haproxyFamily,
+  postgresFamily,
+  redisFamily,
+  mosquittoFamily,
+  scriptsFamily,
 ];
 
 export type RenderOptions = SecretSources;
@@ -53,8 +53,9 @@ export function render(input: unknown, options: RenderOptions = {}): Tree {
   const files: [string, TreeFile][] = [];
   for (const host of model.topology.hosts) {
     const ctx = { model, host, secrets };
-    const specs = HOST_FAMILIES.flatMap((family) => family(ctx));
-    specs.push(runbookFile(ctx, specs));
+    const specs = HOST_FAMILIES.flatMap((family) => family.files(ctx));
+    const steps = HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []);
+    specs.push(runbookFile(ctx, specs, steps));
     files.push(...placeFiles(host.name, specs));
   }
   if (model.compose !== undefined) files.push(...placeFiles("compose", composeFiles(model, secrets)));

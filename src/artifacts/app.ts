@@ -3,9 +3,10 @@
  * hosts, gunicorn_config.py.
  */
 import type { Model } from "../model/normalize.js";
+import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { has, nearest, reach, required, type HostContext } from "./context.js";
+import { has, nearest, reach, required, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
 export function redisUrl(scheme: "redis" | "sentinel", host: string, port: number, database: number, password: string | undefined): string {
@@ -94,7 +95,7 @@ export function gunicornView(model: Model, bind: string, forwardedAllowIps: stri
   };
 }
 
-export function appFiles(ctx: HostContext): FileSpec[] {
+function appFiles(ctx: HostContext): FileSpec[] {
   const { model } = ctx;
   const files: FileSpec[] = [];
   if (model.topology.django.some((h) => h.name === ctx.host.name)) {
@@ -115,3 +116,64 @@ export function appFiles(ctx: HostContext): FileSpec[] {
   }
   return files;
 }
+
+/** `manage.py <args>` as the service account, with the same environment the units get. */
+export function manageCommand(model: Model, args: string): string {
+  const p = model.project;
+  return `(set -a; . ${shell(p.envFile)}; set +a; cd ${shell(p.root)} && runuser -u ${shell(p.user)} -- ${shell(`${p.venv}/bin/python`)} manage.py ${args})`;
+}
+
+function appSteps(ctx: HostContext): RunbookStep[] {
+  const { model } = ctx;
+  const p = model.project;
+  const t = model.topology;
+  if (!t.django.some((h) => h.name === ctx.host.name)) return [];
+  const fits = model.caps.python.systemPythonFits;
+  const steps: RunbookStep[] = [
+    {
+      phase: "code",
+      title: "Check out the application",
+      packages: fits ? ["git", "python3-venv"] : ["git"],
+      commands: p.repository
+        ? [`test -d ${shell(`${p.root}/.git`)} || git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`]
+        : [`# put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`],
+      why: "The code stays owned by root: the service account can read it but not rewrite it (errata INST-05).",
+    },
+    fits
+      ? {
+          phase: "code",
+          title: "Create the virtualenv",
+          commands: [`python3 -m venv ${shell(p.venv)}`, `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}`],
+          why: "requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
+        }
+      : {
+          phase: "code",
+          title: `Create the virtualenv with Python 3.12 (the system has ${model.versions.python})`,
+          commands: [`uv python install 3.12`, `uv venv --python 3.12 ${shell(p.venv)}`, `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}`],
+          why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists (errata INST-01/02). uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
+        },
+    {
+      phase: "code",
+      title: "Create the static and media directories",
+      commands: [
+        `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}`,
+        `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0750 ${shell(p.mediaDir)}`,
+      ],
+      why: "collectstatic writes STATIC_ROOT as the service account and nginx reads it; uploads in MEDIA_ROOT stay private to the account.",
+    },
+  ];
+  if (t.migrator?.name === ctx.host.name) {
+    steps.push({
+      phase: "app",
+      title: "Migrate the database and create the first admin",
+      commands: [manageCommand(model, "check --deploy"), manageCommand(model, "migrate --noinput"), manageCommand(model, "createsuperuser")],
+      why: "Migrations run on this host only, so two hosts never migrate at once; update.sh does the same on later deploys.",
+    });
+  }
+  if (has(ctx, "web")) {
+    steps.push({ phase: "app", title: "Collect the static files", commands: [manageCommand(model, "collectstatic --noinput")] });
+  }
+  return steps;
+}
+
+export const appFamily: HostFamily = { files: appFiles, steps: appSteps };

@@ -15,7 +15,37 @@ export interface HostContext {
   readonly secrets: Secrets;
 }
 
-export type HostFamily = (ctx: HostContext) => FileSpec[];
+/** When a runbook step happens, in this order. */
+export const RUNBOOK_PHASES = [
+  "packages", // apt-get install (all families' packages merged into one line)
+  "accounts", // system users and groups
+  "code", // application checkout and virtualenv
+  "files", // copying this host's tree, then owners and modes
+  "certificates", // TLS certificates and their renewal hooks
+  "database", // roles, databases, replication
+  "app", // migrate, collectstatic, superuser
+  "services", // enable and (re)start units, reload daemons
+  "verify", // checks a person runs to see it works
+] as const;
+export type RunbookPhase = (typeof RUNBOOK_PHASES)[number];
+
+/** One thing a person does by hand on the host that is not a file. */
+export interface RunbookStep {
+  readonly phase: RunbookPhase;
+  readonly title: string;
+  /** Shell commands, run as root, values quoted with quote.shell(). */
+  readonly commands?: readonly string[];
+  /** Debian packages this step needs (merged into the packages phase). */
+  readonly packages?: readonly string[];
+  /** Why, in one or two sentences, when it is not obvious. */
+  readonly why?: string;
+}
+
+/** An artifact family: the files of one kind for a host, and the hand steps they imply. */
+export interface HostFamily {
+  readonly files: (ctx: HostContext) => FileSpec[];
+  readonly steps?: (ctx: HostContext) => RunbookStep[];
+}
 
 export function has(ctx: HostContext, role: Role): boolean {
   return ctx.host.roles.has(role);

@@ -1,3 +1,3 @@
-import type { FileSpec } from "../tree.js";
-import type { HostContext } from "./context.js";
-export function mosquittoFiles(_ctx: HostContext): FileSpec[] { return []; }
+// Placeholder: this family is being written.
+import type { HostFamily } from "./context.js";
+export const mosquittoFamily: HostFamily = { files: () => [] };

@@ -120,7 +120,8 @@ const site = z
         include_subdomains: bool("Add includeSubDomains: only when every subdomain serves HTTPS. Default false.", false),
         preload: bool("Add preload (only deliberately: removal from browser lists is slow). Default false.", false),
       })
-      .prefault({}),
+      .prefault({})
+      .describe("Strict-Transport-Security header sent by nginx."),
   })
   .describe("The public web site.");
 
