@@ -21,13 +21,13 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
   if (has("web")) {
     if (behindLb) ports.push({ port: parsed.haproxy.backend_port, field: "haproxy.backend_port", service: "nginx (for the load balancer)" });
     else {
-      ports.push({ port: 80, field: "site", service: "nginx (HTTP)" });
-      ports.push({ port: 443, field: "site", service: "nginx (HTTPS)" });
+      ports.push({ port: parsed.site.http_port, field: "site.http_port", service: "nginx (HTTP)" });
+      ports.push({ port: parsed.site.https_port, field: "site.https_port", service: "nginx (HTTPS)" });
     }
   }
   if (has("lb")) {
-    ports.push({ port: 80, field: "hosts", service: "HAProxy (HTTP)" });
-    ports.push({ port: 443, field: "hosts", service: "HAProxy (HTTPS)" });
+    ports.push({ port: parsed.site.http_port, field: "site.http_port", service: "HAProxy (HTTP)" });
+    ports.push({ port: parsed.site.https_port, field: "site.https_port", service: "HAProxy (HTTPS)" });
     ports.push({ port: parsed.haproxy.stats_port, field: "haproxy.stats_port", service: "HAProxy stats" });
     ports.push({ port: parsed.haproxy.acme_port, field: "haproxy.acme_port", service: "certbot (ACME challenges)" });
   }
@@ -135,7 +135,7 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
     for (const p of servicePorts(parsed, h, t.lb !== undefined)) {
       const owner = seen.get(p.port);
       if (owner !== undefined && owner !== p.service) {
-        add(p.field === "hosts" || p.field === "site" ? rolesPath(h) : p.field, `port ${p.port} on host ${h.name} is already used by ${owner}; ${p.service} needs another`);
+        add(p.field, `port ${p.port} on host ${h.name} is already used by ${owner}; ${p.service} needs another`);
       } else seen.set(p.port, p.service);
     }
   }

@@ -114,6 +114,8 @@ const site = z
     media_url: urlPath().default("/media/").describe("URL prefix of uploaded media. Default /media/."),
     websocket_path: urlPath().default("/ws/").describe("URL prefix routed to Daphne (WebSockets). Default /ws/."),
     ipv6: bool("Listen on IPv6 as well for public ports. Default true.", true),
+    http_port: port().default(80).describe("Public HTTP port (redirects to HTTPS) on the host that terminates TLS. Default 80."),
+    https_port: port().default(443).describe("Public HTTPS port on the host that terminates TLS. Default 443."),
     hsts: z
       .strictObject({
         max_age: int(0, 315360000).default(63072000).describe("Strict-Transport-Security max-age in seconds. Default two years."),
