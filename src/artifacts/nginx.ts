@@ -1,3 +1,242 @@
-// Placeholder: this family is being written.
-import type { HostFamily } from "./context.js";
-export const nginxFamily: HostFamily = { files: () => [] };
+/**
+ * nginx on every "web" host: the site, a security-header snippet and a proxy-header snippet
+ * (errata section 5, NGX-01..18), and for a public Let's Encrypt host an HTTP-only bootstrap
+ * site that answers ACME challenges before the certificate exists (INST-07, TLS-02).
+ *
+ * Two shapes, decided by the topology:
+ * - public (no lb): :80 answers ACME and redirects, :443 terminates TLS;
+ * - behind the lb: plain HTTP on <host address>:<haproxy.backend_port>, real client addresses
+ *   from HAProxy's X-Forwarded-For, X-Forwarded-Proto passed on as HAProxy set it.
+ * In both, nginx serves static and media files and proxies to gunicorn and daphne on loopback.
+ */
+import type { Capabilities } from "../model/capabilities.js";
+import type { Model } from "../model/normalize.js";
+import { identifierFrom } from "../model/normalize.js";
+import { shell } from "../quote.js";
+import { templateFile } from "../templates.js";
+import type { FileSpec } from "../tree.js";
+import { behindLb, has, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
+import { paths, siteCertificate } from "./paths.js";
+import { certbotAccount, hstsValue, mozillaIntermediate } from "./tls.js";
+
+/** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
+export function nginxNames(model: Model) {
+  const id = identifierFrom(model.project.name);
+  return {
+    wsgiUpstream: `${id}_wsgi`,
+    asgiUpstream: `${id}_asgi`,
+    /** `map $http_upgrade` result: "upgrade" for WebSocket requests, "close" otherwise (NGX-07). */
+    connectionUpgrade: `${id}_connection_upgrade`,
+    /** ssl_session_cache zone: a generic `SSL` collides with other sites and certbot (NGX-10). */
+    sessionCache: `${id}_tls`,
+  };
+}
+
+/** The headers every response of the site carries (NGX-03, NGX-05, NGX-13). */
+export function securityHeaders(model: Model): { name: string; value: string }[] {
+  return [
+    { name: "Strict-Transport-Security", value: hstsValue(model) },
+    { name: "X-Content-Type-Options", value: "nosniff" },
+    { name: "X-Frame-Options", value: "DENY" },
+    { name: "Referrer-Policy", value: "strict-origin-when-cross-origin" },
+  ];
+}
+
+/** Only public Let's Encrypt hosts need the HTTP-only bootstrap site. */
+function needsAcmeSite(ctx: HostContext): boolean {
+  return !behindLb(ctx.model) && ctx.model.site.tls.mode === "letsencrypt";
+}
+
+/** `https://$host[:port]$request_uri`: the port only when it is not the default one. */
+function httpsRedirect(httpsPort: number): string {
+  return httpsPort === 443 ? "https://$host$request_uri" : `https://$host:${httpsPort}$request_uri`;
+}
+
+/** What differs between the site on a host and the one in the Compose bundle. */
+export interface SiteSetting {
+  /** Where gunicorn and daphne answer (loopback on hosts, service names in Compose); undefined when absent. */
+  readonly wsgiHost: string | undefined;
+  readonly asgiHost: string | undefined;
+  readonly snippets: { readonly security: string; readonly proxy: string };
+  readonly logs: { readonly access: string; readonly error: string };
+  /** Behind the lb: the private listen address and the lb's address (trusted for X-Forwarded-For). */
+  readonly private?: { readonly listen: string; readonly lbAddress: string };
+  /** Terminating TLS: ports, IPv6 and the version gates of the nginx that runs it. */
+  readonly public?: { readonly httpPort: number; readonly httpsPort: number; readonly ipv6: boolean; readonly caps: Capabilities };
+}
+
+/** The view of templates/nginx/site.conf.njk. */
+export function siteView(model: Model, setting: SiteSetting) {
+  const names = nginxNames(model);
+  const ws = model.daphne.websocket_timeout;
+  const cert = siteCertificate(model);
+  const pub = setting.public;
+  return {
+    serverNames: model.siteNames,
+    names,
+    securityHeadersSnippet: setting.snippets.security,
+    proxyHeadersSnippet: setting.snippets.proxy,
+    maxBody: model.site.max_body,
+    accessLog: setting.logs.access,
+    errorLog: setting.logs.error,
+    // NGX-11: location and alias both end in '/', so /static../ cannot escape the directory.
+    static: { url: model.site.static_url, dir: `${model.project.staticDir}/` },
+    media: { url: model.site.media_url, dir: `${model.project.mediaDir}/` },
+    wsgi: setting.wsgiHost === undefined ? undefined : { host: setting.wsgiHost, port: model.gunicorn.port },
+    asgi:
+      setting.asgiHost === undefined
+        ? undefined
+        : {
+            host: setting.asgiHost,
+            port: model.daphne.port,
+            path: model.site.websocket_path,
+            // Daphne closes a socket after websocket_timeout and pings every 20 s; nginx must not
+            // give up sooner on an idle one (default proxy_read_timeout is 60 s; NGX-07).
+            timeout: ws > 0 ? `${ws}s` : undefined,
+          },
+    // An asgi-only web host serves HTTP through daphne too (Django's ASGI application does both).
+    rootUpstream: setting.wsgiHost !== undefined ? names.wsgiUpstream : names.asgiUpstream,
+    private: setting.private,
+    public: pub && {
+      httpPort: pub.httpPort,
+      httpsPort: pub.httpsPort,
+      ipv6: pub.ipv6,
+      http2Directive: pub.caps.nginx.http2Directive,
+      rejectHandshake: pub.caps.nginx.rejectHandshake,
+      sessionTicketsOff: pub.caps.nginx.sessionTicketsOff,
+      certificate: cert.certificate,
+      key: cert.key,
+      tls: mozillaIntermediate(pub.caps),
+      acmeWebroot: model.site.tls.mode === "letsencrypt" ? paths(model).acmeWebroot : undefined,
+      redirect: httpsRedirect(pub.httpsPort),
+    },
+  };
+}
+
+/** The site on a web host: upstreams on loopback; private behind the lb, public otherwise. */
+function hostSiteSetting(ctx: HostContext): SiteSetting {
+  const { model, host } = ctx;
+  const p = paths(model);
+  const lb = model.topology.lb;
+  return {
+    wsgiHost: has(ctx, "app") ? "127.0.0.1" : undefined,
+    asgiHost: has(ctx, "asgi") ? "127.0.0.1" : undefined,
+    snippets: { security: p.nginxSecurityHeaders, proxy: p.nginxProxyHeaders },
+    logs: { access: p.nginxAccessLog, error: p.nginxErrorLog },
+    ...(lb
+      ? { private: { listen: `${host.address}:${model.haproxy.backend_port}`, lbAddress: lb.address } }
+      : { public: { httpPort: model.site.http_port, httpsPort: model.site.https_port, ipv6: model.site.ipv6, caps: model.caps } }),
+  };
+}
+
+/** The view of templates/nginx/proxy-headers.conf.njk. */
+export function proxyHeadersView(model: Model, lb: boolean) {
+  return {
+    behindLb: lb,
+    // Behind HAProxy, nginx's own $scheme is always http: pass on what HAProxy set (it overwrites
+    // any client value, HAP-04). HAProxy also appended the client to X-Forwarded-For already,
+    // and realip made that client $remote_addr, so appending it again would list it twice.
+    forwardedProto: lb ? "$http_x_forwarded_proto" : "$scheme",
+    forwardedFor: lb ? "$http_x_forwarded_for" : "$proxy_add_x_forwarded_for",
+    // NGX-15: Django sends its own X-Frame-Options, X-Content-Type-Options and Referrer-Policy;
+    // nginx owns these headers, so the upstream's copies are hidden instead of duplicated.
+    hidden: securityHeaders(model).map((h) => h.name),
+  };
+}
+
+function acmeSiteView(ctx: HostContext) {
+  const { model } = ctx;
+  return {
+    serverNames: model.siteNames,
+    httpPort: model.site.http_port,
+    ipv6: model.site.ipv6,
+    acmeWebroot: paths(model).acmeWebroot,
+  };
+}
+
+function nginxFiles(ctx: HostContext): FileSpec[] {
+  if (!has(ctx, "web")) return [];
+  const { model } = ctx;
+  const p = paths(model);
+  const files = [
+    templateFile(p.nginxSite, "nginx/site.conf.njk", siteView(model, hostSiteSetting(ctx)), { comment: "#" }),
+    templateFile(p.nginxSecurityHeaders, "nginx/security-headers.conf.njk", { headers: securityHeaders(model) }, { comment: "#" }),
+    templateFile(p.nginxProxyHeaders, "nginx/proxy-headers.conf.njk", proxyHeadersView(model, behindLb(model)), { comment: "#" }),
+  ];
+  if (needsAcmeSite(ctx)) files.push(templateFile(p.nginxAcmeSite, "nginx/acme-site.conf.njk", acmeSiteView(ctx), { comment: "#" }));
+  return files;
+}
+
+const RELOAD_NGINX = "nginx -t && systemctl reload nginx";
+
+function nginxSteps(ctx: HostContext): RunbookStep[] {
+  if (!has(ctx, "web")) return [];
+  const { model } = ctx;
+  const p = paths(model);
+  const lb = model.topology.lb;
+  const tls = model.site.tls;
+  const steps: RunbookStep[] = [{ phase: "packages", title: "nginx", packages: ["nginx"] }];
+
+  if (!lb && tls.mode === "letsencrypt") {
+    steps.push({
+      phase: "certificates",
+      title: "Obtain the site certificate from Let's Encrypt",
+      packages: ["certbot"],
+      commands: [
+        `install -d -m 0755 ${shell(p.acmeWebroot)}`,
+        `rm -f ${shell(p.nginxDefaultSiteEnabled)}`,
+        `ln -sfn ${shell(p.nginxAcmeSite)} ${shell(p.nginxAcmeSiteEnabled)}`,
+        RELOAD_NGINX,
+        ["certbot certonly --webroot -w", shell(p.acmeWebroot), ...certbotAccount(model)].join(" "),
+        `rm -f ${shell(p.nginxAcmeSiteEnabled)}`,
+      ],
+      why:
+        "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them " +
+        `(INST-07). The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
+        `main site on the same webroot, and the deploy hook (${p.certbotDeployHook}) reloads what uses the certificate.` +
+        (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
+    });
+  } else if (!lb && tls.mode === "files") {
+    steps.push({
+      phase: "certificates",
+      title: "Install the site certificate",
+      commands: [`test -s ${shell(tls.certificate)} && test -s ${shell(tls.key)}`, `chown root:root ${shell(tls.key)} && chmod 0600 ${shell(tls.key)}`],
+      why: `Put the certificate chain at ${tls.certificate} and its key at ${tls.key} before enabling the site: nginx refuses to load a site whose certificate is missing. The master process reads the key as root.`,
+    });
+  }
+
+  steps.push({
+    phase: "services",
+    title: "Enable the nginx site",
+    commands: [
+      `ln -sfn ${shell(p.nginxSite)} ${shell(p.nginxSiteEnabled)}`,
+      `rm -f ${shell(p.nginxDefaultSiteEnabled)}`,
+      "systemctl enable nginx",
+      RELOAD_NGINX,
+    ],
+    why:
+      "Debian's default site is removed: it claims default_server on port 80. `nginx -t` refuses a broken config before the reload " +
+      `(INST-06). The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir} (NGX-11).`,
+  });
+
+  const health = model.site.health_check_path;
+  const verify = lb
+    ? [
+        `curl -sS -o /dev/null -w '%{http_code}\\n' -H ${shell(`Host: ${model.site.domain}`)} ${shell(`http://${ctx.host.address}:${model.haproxy.backend_port}${health}`)}`,
+      ]
+    : [
+        `curl -sSI ${shell(`https://${model.site.domain}${model.site.https_port === 443 ? "" : `:${model.site.https_port}`}${health}`)}`,
+        `curl -sSI ${shell(`http://${model.site.domain}${model.site.http_port === 80 ? "" : `:${model.site.http_port}`}/`)}`,
+      ];
+  steps.push({
+    phase: "verify",
+    title: "Check nginx",
+    commands: verify,
+    why: lb
+      ? `The load balancer checks ${health} the same way; expect 200.`
+      : "Expect 200 with Strict-Transport-Security on HTTPS, and a 301 to HTTPS on HTTP.",
+  });
+  return steps;
+}
+
+export const nginxFamily: HostFamily = { files: nginxFiles, steps: nginxSteps };
