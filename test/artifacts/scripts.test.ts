@@ -1,0 +1,405 @@
+/**
+ * The scripts family: which host gets which script, the backup's password file and schedule,
+ * update.sh per role, logrotate, the ufw rules derived from the topology, the certbot deploy
+ * hook, and the runbook steps (errata 6, 11-15). Running the scripts is in test/lint/scripts.
+ */
+import { describe, expect, it } from "vitest";
+import type { HostContext } from "../../src/artifacts/context.js";
+import { mqttLetsEncryptLive, paths, siteCertificate, unitNames } from "../../src/artifacts/paths.js";
+import { scriptsFamily } from "../../src/artifacts/scripts.js";
+import type { FileSpec } from "../../src/tree.js";
+import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
+import { contextOf, contextsWith, hostContexts } from "./systemd-scripts-support.js";
+
+const all = fixtureNames().flatMap((fixture) => (loadFixture(fixture).model.topology.hosts.length === 0 ? [] : hostContexts(fixture).map((ctx) => ({ fixture, ctx }))));
+
+function files(ctx: HostContext): Map<string, FileSpec> {
+  return new Map(scriptsFamily.files(ctx).map((f) => [f.path, f]));
+}
+
+function file(ctx: HostContext, path: string): FileSpec {
+  const f = files(ctx).get(path);
+  if (!f) throw new Error(`${ctx.host.name} has no ${path}`);
+  return f;
+}
+
+const host = (fixture: string, name: string) => contextOf(hostContexts(fixture), name);
+
+/** Lines of a script that are not comments or blank. */
+function code(content: string): string[] {
+  return content.split("\n").filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"));
+}
+
+/** libpq's reading of one .pgpass line: fields split on unescaped ':', `\` escapes the next char. */
+function pgpassFields(line: string): string[] {
+  const fields: string[] = [];
+  let field = "";
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === "\\" && i + 1 < line.length) field += line[++i]!;
+    else if (c === ":") {
+      fields.push(field);
+      field = "";
+    } else field += c;
+  }
+  return [...fields, field];
+}
+
+describe("which host gets which file", () => {
+  it.each(all.map(({ fixture, ctx }) => ({ name: `${fixture}/${ctx.host.name}`, ctx })))("$name", ({ ctx }) => {
+    const p = paths(ctx.model);
+    const roles = ctx.host.roles;
+    const django = ctx.model.topology.django.some((h) => h.name === ctx.host.name);
+    const le = ctx.model.site.tls.mode === "letsencrypt";
+    const terminates = ctx.model.topology.lb ? roles.has("lb") : roles.has("web");
+    const expected = new Map<string, [number, string, string]>();
+    if (roles.has("db")) {
+      expected.set(p.backupScript, [0o755, "root", "root"]);
+      expected.set(p.backupPgpass, [0o600, ctx.model.project.user, ctx.model.project.group]);
+      expected.set(p.backupCron, [0o644, "root", "root"]);
+    }
+    if (django) expected.set(p.updateScript, [0o755, "root", "root"]);
+    if (roles.has("app")) expected.set(p.logrotate, [0o644, "root", "root"]);
+    expected.set(p.firewallScript, [0o755, "root", "root"]);
+    if (le && (terminates || (roles.has("mqtt") && ctx.model.mqtt.tls_port !== undefined))) expected.set(p.certbotDeployHook, [0o755, "root", "root"]);
+    const got = new Map([...files(ctx)].map(([path, f]) => [path, [f.mode, f.owner ?? "root", f.group ?? "root"]]));
+    expect(got).toEqual(expected);
+  });
+
+  it("renders no firewall script when the firewall is disabled", () => {
+    for (const ctx of contextsWith("ha-cluster", { firewall: { enabled: false } })) {
+      expect([...files(ctx).keys()]).not.toContain(paths(ctx.model).firewallScript);
+    }
+  });
+
+  it("never writes a secret into a script, the cron file or logrotate (only the 0600 password file holds one)", () => {
+    for (const { ctx } of all) {
+      for (const f of scriptsFamily.files(ctx)) {
+        if (f.path === paths(ctx.model).backupPgpass) continue;
+        for (const secret of Object.values(ctx.secrets)) expect(f.content, f.path).not.toContain(secret);
+      }
+      for (const step of scriptsFamily.steps!(ctx)) {
+        for (const secret of Object.values(ctx.secrets)) expect(JSON.stringify(step)).not.toContain(secret);
+      }
+    }
+  });
+});
+
+describe("backup (errata 11)", () => {
+  it("has a password file libpq reads back as 127.0.0.1, the port, database, user and the exact password", () => {
+    for (const [fixture, name] of [["options", "iot1"], ["ha-cluster", "db1"]] as const) {
+      const ctx = host(fixture, name);
+      const lines = code(file(ctx, paths(ctx.model).backupPgpass).content);
+      expect(lines).toHaveLength(1);
+      const pg = ctx.model.postgres;
+      expect(pgpassFields(lines[0]!)).toEqual(["127.0.0.1", String(pg.port), pg.database, pg.user, ctx.secrets.dbPassword]);
+    }
+  });
+
+  it("connects the way the password file says, over TCP without prompting (BK-02)", () => {
+    const ctx = host("options", "iot1");
+    const script = file(ctx, paths(ctx.model).backupScript).content;
+    expect(script).toContain(`export PGPASSFILE=${paths(ctx.model).backupPgpass}\n`);
+    expect(script).toContain("readonly DB_PORT=5433\n");
+    expect(script).toContain("readonly DB_NAME=iot\n");
+    expect(script).toContain("readonly DB_USER=iot_app\n");
+    expect(script).toMatch(/pg_dump -h 127\.0\.0\.1 -p "\$DB_PORT" -U "\$DB_USER" --no-password \\\n\s+--format=custom/);
+    expect(script).not.toMatch(/PGPASSWORD/);
+  });
+
+  it("is strict, private and locked before it does anything (BK-01, BK-03, BK-09)", () => {
+    for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("db"))) {
+      const content = file(ctx, paths(ctx.model).backupScript).content;
+      expect(content.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+      const lines = code(content);
+      const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+      expect(at(/^set -Eeuo pipefail$/)).toBe(0);
+      expect(at(/^umask 077$/)).toBe(1);
+      const flock = at(/flock -n 9/);
+      const dump = at(/^pg_dump /);
+      const check = at(/^pg_restore --list "\$tmp\/db\.dump"/);
+      const keep = at(/^mv -- "\$tmp\/db\.dump" "\$BACKUP_DIR\/\$\{PREFIX\}_db_\$\{ts\}\.dump"$/);
+      const prune = at(/^find "\$BACKUP_DIR"/);
+      expect(flock).toBeGreaterThan(1);
+      expect([flock < dump, dump < check, check < keep, keep < prune]).toEqual([true, true, true, true]);
+      expect(lines.join("\n")).toContain(`readonly KEEP_DAYS=${ctx.model.backup.keep_days}`);
+      expect(lines.join("\n")).toContain("date -u +%Y%m%dT%H%M%SZ");
+    }
+  });
+
+  it("archives media with relative names only where the host also serves the app (BK-10, BK-06)", () => {
+    const withApp = file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content;
+    expect(withApp).toContain("readonly MEDIA_PARENT=/opt/novacloud\nreadonly MEDIA_NAME=media\n");
+    expect(withApp).toContain('tar -C "$MEDIA_PARENT" -czf "$tmp/media.tar.gz" -- "$MEDIA_NAME"');
+    const dbOnly = file(host("ha-cluster", "db1"), "/opt/novacloud/backup.sh").content;
+    expect(dbOnly).not.toContain("tar ");
+  });
+
+  it("stores the .env only encrypted to the age recipient, and only where the .env exists (BK-04)", () => {
+    const ctx = host("options", "iot1");
+    const script = file(ctx, paths(ctx.model).backupScript).content;
+    expect(script).toContain(`readonly AGE_RECIPIENT=${ctx.model.backup.age_recipient}\n`);
+    expect(script).toContain('age --encrypt --recipient "$AGE_RECIPIENT" --output "$tmp/env.age" "$ENV_FILE"');
+    expect(code(script).filter((l) => l.includes("ENV_FILE"))).toEqual([`readonly ENV_FILE=${ctx.model.project.envFile}`, expect.stringMatching(/^age --encrypt/)]);
+    // Without a recipient the .env is not touched at all.
+    const plain = file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content;
+    expect(plain).not.toContain(".env");
+    expect(plain).not.toContain("age ");
+    // A db host without Django code has no .env to encrypt.
+    const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    const db1 = contextOf(contextsWith("ha-cluster", { backup: { age_recipient: recipient } }), "db1");
+    expect(file(db1, "/opt/novacloud/backup.sh").content).not.toContain(recipient);
+  });
+});
+
+describe("backup schedule (errata 12)", () => {
+  function cronLines(ctx: HostContext) {
+    const lines = code(file(ctx, paths(ctx.model).backupCron).content);
+    return { env: lines.filter((l) => /^[A-Z]+=/.test(l)), jobs: lines.filter((l) => !/^[A-Z]+=/.test(l)) };
+  }
+
+  it.each([
+    ["single-node", "node1"],
+    ["options", "iot1"],
+    ["ha-cluster", "db1"],
+  ])("%s/%s: five time fields, the user field, then the flock'd backup into the journal", (fixture, name) => {
+    const ctx = host(fixture, name);
+    const { env, jobs } = cronLines(ctx);
+    expect(jobs).toHaveLength(1);
+    const fields = jobs[0]!.split(" ");
+    const schedule = ctx.model.backup.schedule.split(" ");
+    expect(schedule).toHaveLength(5);
+    expect(fields.slice(0, 5)).toEqual(schedule);
+    expect(fields[5]).toBe(ctx.model.project.user);
+    const command = fields.slice(6).join(" ");
+    expect(command.startsWith(`systemd-cat -t ${ctx.model.project.name}-backup ${paths(ctx.model).backupScript} `)).toBe(true);
+    // cron turns % into a newline, and a log file the account cannot open kills the job (CR-01).
+    expect(command).not.toContain("%");
+    expect(command).not.toMatch(/>>?\s*\//);
+    expect(env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    expect(env).toContain("MAILTO=root");
+    // The script itself takes the lock (flock -n on the backup directory), so cron, update.sh
+    // and a hand run never overlap.
+    expect(file(ctx, paths(ctx.model).backupScript).content).toContain('exec 9>>"$BACKUP_DIR/.lock"');
+  });
+
+  it("takes a cron macro as the whole time specification", () => {
+    const ctx = contextOf(contextsWith("single-node", { backup: { schedule: "@daily" } }), "node1");
+    const { jobs } = cronLines(ctx);
+    expect(jobs[0]!.split(" ").slice(0, 2)).toEqual(["@daily", "novacloud"]);
+  });
+});
+
+describe("update.sh (errata 14)", () => {
+  const script = (ctx: HostContext) => code(file(ctx, paths(ctx.model).updateScript).content);
+
+  it("migrates only on the migrator host and collects static files only where nginx serves them", () => {
+    const contexts = hostContexts("ha-cluster");
+    for (const ctx of contexts.filter((c) => c.model.topology.django.some((h) => h.name === c.host.name))) {
+      const lines = script(ctx);
+      expect(lines.includes("manage migrate --noinput"), ctx.host.name).toBe(ctx.host.name === ctx.model.topology.migrator!.name);
+      expect(lines.includes("manage collectstatic --noinput"), ctx.host.name).toBe(ctx.host.roles.has("web"));
+      expect(lines).toContain("manage check --deploy");
+    }
+    expect(contexts[0]!.model.topology.migrator!.name).toBe("app1");
+  });
+
+  it("reloads gunicorn and restarts exactly the other units on this host", () => {
+    const app = script(host("ha-cluster", "app1"));
+    expect(app).toContain("systemctl reload novacloud.service");
+    expect(app).toContain("systemctl restart novacloud-asgi.service");
+    const worker = script(host("ha-cluster", "worker1"));
+    expect(worker.filter((l) => l.startsWith("systemctl reload"))).toEqual([]);
+    expect(worker).toContain("systemctl restart novacloud-celery.service novacloud-celerybeat.service");
+    expect(worker.join("\n")).not.toMatch(/systemctl restart novacloud\.service/);
+  });
+
+  it("backs up first only where the database is, and says where it is otherwise", () => {
+    const single = host("single-node", "node1");
+    expect(script(single)).toContain(`runuser -u "$APP_USER" -- ${paths(single.model).backupScript}`);
+    const app1 = file(host("ha-cluster", "app1"), "/opt/novacloud/update.sh").content;
+    expect(code(app1).join("\n")).not.toContain("backup.sh");
+    expect(app1).toContain("# The database is on db1: run its backup there before deploying");
+  });
+
+  it("checks out the ref detached, installs with the venv's own tools and reads the .env like the units", () => {
+    const lines = script(host("options", "iot1"));
+    expect(lines).toContain('git checkout --detach --force "$REF"');
+    expect(lines).not.toContain("git pull");
+    expect(lines.join("\n")).not.toMatch(/\bsource\b|activate/);
+    // Python 3.12.3 on Ubuntu 24.04 fits: the venv's pip; Debian 12 needs the uv interpreter.
+    expect(lines).toContain('"$VENV/bin/pip" install --requirement requirements.txt');
+    expect(script(host("single-node", "node1"))).toContain('uv pip install --python "$VENV/bin/python" --requirement requirements.txt');
+    const env = ["set -a", '. "$ENV_FILE"', "set +a"];
+    const at = lines.indexOf(env[0]!);
+    expect(lines.slice(at, at + 3)).toEqual(env);
+    expect(lines).toContain("readonly ENV_FILE=/srv/iotcloud/.env");
+    expect(lines).toContain('    runuser -u "$APP_USER" -- "$VENV/bin/python" manage.py "$@"');
+  });
+});
+
+describe("logrotate (errata 13)", () => {
+  it("rotates gunicorn's logs as the account and reopens them with USR1 to the main process (LR-03, LR-04)", () => {
+    const ctx = host("options", "iot1");
+    const text = file(ctx, paths(ctx.model).logrotate).content;
+    const lines = code(text).map((l) => l.trim());
+    expect(lines[0]).toBe(`${ctx.model.project.logDir}/*.log {`);
+    for (const directive of ["su iot iot", "daily", "rotate 30", "compress", "delaycompress", "missingok", "notifempty", "create 0640 iot iot", "sharedscripts", "postrotate", "endscript", "}"]) {
+      expect(lines).toContain(directive);
+    }
+    expect(lines).toContain(`systemctl kill --signal=USR1 --kill-whom=main ${unitNames(ctx.model).wsgi} >/dev/null 2>&1 || true`);
+    expect(code(text).join("\n")).not.toMatch(/restart/);
+    expect(text.split("\n").filter((l) => l.includes("/var/log/nginx") && !l.startsWith("#"))).toEqual([]);
+  });
+
+  it("spells the option --kill-who= before systemd 252 (capability gate)", () => {
+    const ctx = contextOf(contextsWith("single-node", { platform: { distribution: "ubuntu-22.04" } }), "node1");
+    const text = file(ctx, paths(ctx.model).logrotate).content;
+    expect(text).toContain("systemctl kill --signal=USR1 --kill-who=main novacloud.service");
+    expect(text).not.toContain("--kill-whom");
+  });
+});
+
+describe("firewall (errata 15)", () => {
+  interface UfwRule {
+    readonly verb: string;
+    readonly port: number;
+    readonly from: string | undefined;
+  }
+
+  function ufw(ctx: HostContext): { lines: string[]; rules: UfwRule[] } {
+    const lines = code(file(ctx, paths(ctx.model).firewallScript).content).filter((l) => l.startsWith("ufw "));
+    const rules = lines.flatMap((l): UfwRule[] => {
+      const simple = /^ufw (allow|limit) (\d+)\/tcp comment /.exec(l);
+      if (simple) return [{ verb: simple[1]!, port: Number(simple[2]), from: undefined }];
+      const sourced = /^ufw (allow|limit) proto tcp from (\S+) to any port (\d+) comment /.exec(l);
+      if (sourced) return [{ verb: sourced[1]!, port: Number(sourced[3]), from: sourced[2]! }];
+      return [];
+    });
+    return { lines, rules };
+  }
+
+  const sources = (ctx: HostContext, port: number) => ufw(ctx).rules.filter((r) => r.port === port).map((r) => r.from);
+
+  it.each(all.map(({ fixture, ctx }) => ({ name: `${fixture}/${ctx.host.name}`, ctx })))("$name: deny by default, SSH first, enable last, no plain MQTT to the world", ({ ctx }) => {
+    const { lines, rules } = ufw(ctx);
+    expect(lines.slice(0, 2)).toEqual(["ufw default deny incoming", "ufw default allow outgoing"]);
+    const ssh = rules.filter((r) => r.port === ctx.model.firewall.ssh_port);
+    expect(ssh.length).toBeGreaterThan(0);
+    expect(ssh.every((r) => r.verb === "limit")).toBe(true);
+    expect(lines.at(-2)).toBe("ufw --force enable");
+    expect(lines.at(-1)).toBe("ufw status verbose");
+    expect(lines.indexOf("ufw --force enable")).toBeGreaterThan(lines.findIndex((l) => l.startsWith("ufw limit")));
+    // MQ-03/UFW-01: the plain MQTT port only ever from named hosts.
+    expect(rules.filter((r) => r.port === ctx.model.mqtt.port && r.from === undefined)).toEqual([]);
+    // Every rule opens a port in the model or the public web ports, nothing else.
+    for (const r of rules) expect(lines.join("\n")).toContain(String(r.port));
+  });
+
+  it("opens 80/443 only on the host that terminates TLS, and the MQTT TLS port on MQTT hosts", () => {
+    const public_ = (ctx: HostContext) => ufw(ctx).rules.filter((r) => r.from === undefined && r.port !== ctx.model.firewall.ssh_port).map((r) => r.port);
+    expect(public_(host("ha-cluster", "lb1"))).toEqual([80, 443]);
+    expect(public_(host("ha-cluster", "app1"))).toEqual([]);
+    // mqtt1 gets its Let's Encrypt certificate itself (HTTP-01 on port 80).
+    expect(public_(host("ha-cluster", "mqtt1"))).toEqual([80, 8883]);
+    expect(public_(host("single-node", "node1"))).toEqual([80, 443, 8883]);
+    // Certificate files: no port 80 for ACME on an MQTT host; no TLS listener, no MQTT port.
+    expect(public_(contextOf(contextsWith("ha-cluster", { site: { tls: { mode: "files", certificate: "/etc/ssl/c.pem", key: "/etc/ssl/k.pem" } } }), "mqtt1"))).toEqual([8883]);
+    expect(public_(host("options", "iot1"))).toEqual([80, 443]);
+  });
+
+  it("limits SSH to ssh_from on ssh_port when set", () => {
+    const rules = ufw(host("options", "iot1")).rules.filter((r) => r.port === 2222);
+    expect(rules).toEqual([{ verb: "limit", port: 2222, from: "203.0.113.0/24" }]);
+    expect(ufw(host("options", "iot1")).rules.filter((r) => r.port === 22)).toEqual([]);
+  });
+
+  it("opens private ports only to the hosts that use them (ha-cluster, UFW-04)", () => {
+    const app = ["10.0.0.11", "10.0.0.12", "10.0.0.13"];
+    const worker = "10.0.0.21";
+    expect(sources(host("ha-cluster", "app1"), 8080)).toEqual(["10.0.0.10"]);
+    // Django hosts and the standbys reach the primary (sources in host-name order: app1-3, db2,
+    // db3, worker1); replication never goes the other way.
+    expect(sources(host("ha-cluster", "db1"), 5432)).toEqual([...app, "10.0.0.32", "10.0.0.33", worker]);
+    expect(sources(host("ha-cluster", "db2"), 5432)).toEqual([]);
+    expect(sources(host("ha-cluster", "cache1"), 6379)).toEqual([...app, worker]);
+    expect(sources(host("ha-cluster", "mqtt1"), 1883)).toEqual([...app, worker]);
+    // Nobody needs gunicorn or daphne from outside: they listen on loopback.
+    expect(sources(host("ha-cluster", "app1"), 8000)).toEqual([]);
+    expect(sources(host("ha-cluster", "app1"), 8001)).toEqual([]);
+  });
+
+  it("opens Redis, Sentinel and the MQTT bridge between the data hosts (ha-sentinel)", () => {
+    const apps = ["10.1.0.11", "10.1.0.12"];
+    // data1: Redis from the apps, the arbiter's sentinel and data2 (replica and sentinel).
+    expect(sources(host("ha-sentinel", "data1"), 6379)).toEqual([...apps, "10.1.0.30", "10.1.0.22"]);
+    expect(sources(host("ha-sentinel", "arbiter"), 26379)).toEqual([...apps, "10.1.0.21", "10.1.0.22"]);
+    // data1 is the MQTT hub: the apps and the bridging leaf data2; the leaf opens nothing.
+    expect(sources(host("ha-sentinel", "data1"), 1883)).toEqual([...apps, "10.1.0.22"]);
+    expect(sources(host("ha-sentinel", "data2"), 1883)).toEqual([]);
+    expect(sources(host("ha-sentinel", "data2"), 5432)).toEqual([]);
+  });
+
+  it("needs no private rule where everything is on one host", () => {
+    const { rules } = ufw(host("single-node", "node1"));
+    expect(rules.filter((r) => r.from !== undefined)).toEqual([]);
+  });
+});
+
+describe("certbot deploy hook (TLS-01)", () => {
+  it("acts on the site lineage on the host that terminates TLS and on the MQTT lineage on MQTT hosts", () => {
+    const lb = file(host("ha-cluster", "lb1"), "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
+    const model = host("ha-cluster", "lb1").model;
+    const site = siteCertificate(model).certificate.replace(/\/fullchain\.pem$/, "");
+    expect(lb).toContain(`readonly SITE_LINEAGE=${site}\n`);
+    expect(lb).toContain(`mv -f -- "$pem_tmp" ${paths(model).haproxyPem}`);
+    expect(lb).toContain("systemctl reload haproxy");
+    expect(lb).not.toContain("mosquitto");
+    expect(lb).not.toContain("nginx");
+    const mqtt = file(host("ha-cluster", "mqtt1"), "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
+    expect(mqtt).toContain(`readonly MQTT_LINEAGE=${mqttLetsEncryptLive(model)}\n`);
+    expect(mqtt).toContain(`mv -f -- ${paths(model).mosquittoKey}.new ${paths(model).mosquittoKey}`);
+    expect(mqtt).toContain("install -o mosquitto -g mosquitto -m 0600 -- \"$lineage/privkey.pem\"");
+    expect(mqtt).toContain("systemctl reload mosquitto");
+    expect(mqtt).not.toContain("SITE_LINEAGE");
+    const single = file(host("single-node", "node1"), "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
+    expect(code(single)).toContain("    systemctl reload nginx");
+    expect(code(single)).toContain("    systemctl reload mosquitto");
+  });
+
+  it("is only rendered for Let's Encrypt", () => {
+    for (const ctx of hostContexts("options")) expect([...files(ctx).keys()]).not.toContain(paths(ctx.model).certbotDeployHook);
+  });
+});
+
+describe("runbook steps", () => {
+  const steps = (ctx: HostContext) => scriptsFamily.steps!(ctx);
+  const commands = (ctx: HostContext) => steps(ctx).flatMap((s) => s.commands ?? []);
+
+  it("creates the backup directory 0700 for the account and runs one backup as the account", () => {
+    const ctx = host("options", "iot1");
+    expect(commands(ctx)).toContain("install -d -m 0700 -o iot -g iot /var/backups/iotcloud");
+    expect(commands(ctx)).toContain("runuser -u iot -- /srv/iotcloud/backup.sh");
+    expect(steps(ctx).flatMap((s) => s.packages ?? [])).toEqual(expect.arrayContaining(["cron", "postgresql-client", "age", "ufw", "logrotate"]));
+  });
+
+  it("runs the firewall with a warning to keep the SSH session open", () => {
+    const step = steps(host("ha-cluster", "db1")).find((s) => s.commands?.includes("/usr/local/sbin/novacloud-firewall"))!;
+    expect(step.phase).toBe("services");
+    expect(step.why).toMatch(/Keep the SSH session/);
+  });
+
+  it("installs the certificate copies by hand once and tests renewal", () => {
+    const ctx = host("single-node", "node1");
+    const cmds = commands(ctx);
+    expect(cmds).toContain("RENEWED_LINEAGE=/etc/letsencrypt/live/iot.example.com /etc/letsencrypt/renewal-hooks/deploy/novacloud");
+    expect(cmds).toContain("certbot renew --dry-run");
+    expect(commands(host("options", "iot1"))).not.toContain("certbot renew --dry-run");
+  });
+
+  it("tells non-migrator hosts to wait for the migrator and to back up on the db host", () => {
+    const why = steps(host("ha-cluster", "app2")).map((s) => s.why ?? "").join(" ");
+    expect(why).toContain("Deploy on app1 first");
+    expect(why).toContain("Back up the database on db1 first");
+  });
+});
