@@ -65,6 +65,17 @@ export function capabilities(v: SoftwareVersions) {
       scramDefault: v.postgres >= 14,
       // Since 15 PUBLIC has no CREATE on schema public; the owning role still migrates fine.
       publicSchemaLocked: v.postgres >= 15,
+      // pg_rewind -R (--write-recovery-conf: standby.signal + primary_conninfo) arrived in 13
+      // (commit 927474c "pg_rewind: Allow writing recovery configuration").
+      rewindWritesRecoveryConf: v.postgres >= 13,
+    },
+    redis: {
+      // A "-" before a bind address (skip it when no interface has it, e.g. IPv6 off) arrived in
+      // 6.2 (redis PR #7936); older releases do not know the prefix (Ubuntu 22.04 ships 6.0).
+      optionalBind: atLeast(v.redis, "6.2"),
+      // `sentinel resolve-hostnames` / `announce-hostnames` exist since 6.2; older Sentinels
+      // reject them as unknown options.
+      sentinelHostnames: atLeast(v.redis, "6.2"),
     },
     mosquitto: {
       // `mosquitto --test-config` exists only from 2.1.0; before, a config is tested by starting it.
@@ -82,6 +93,10 @@ export function capabilities(v: SoftwareVersions) {
       // Type=exec reports exec failures (240+); ProtectClock= and friends need 247+.
       typeExec: atLeast(v.systemd, "240"),
       protectClock: atLeast(v.systemd, "247"),
+      // `systemctl kill --kill-whom=` is the spelling of 252 (Debian 12's `systemctl --help` lists
+      // only it); 247 rejects it (systemd#29793) and older releases spell it --kill-who=, which
+      // getopt_long also accepts as an abbreviation of --kill-whom= where that exists.
+      killWhom: atLeast(v.systemd, "252"),
     },
   };
 }

@@ -3,9 +3,9 @@
  * field to change. These run on the parsed model, before normalization.
  */
 import type { ModelIssue } from "./errors.js";
-import { hostsOf, topologyOf, type Host } from "./normalize.js";
+import { hostsOf, identifierFrom, topologyOf, type Host } from "./normalize.js";
 import type { ParsedModel, Role } from "./schema.js";
-import type { SecretRef } from "./values.js";
+import { imageTagVersion, type SecretRef } from "./values.js";
 
 export interface ServicePort {
   readonly port: number;
@@ -49,7 +49,21 @@ function isSet(ref: SecretRef | undefined): boolean {
   return ref !== undefined;
 }
 
-export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
+/** Whether the raw model writes a value at the dotted `path` (defaults do not count). */
+function writes(input: unknown, path: string): boolean {
+  let node = input;
+  for (const seg of path.split(".")) {
+    if (node === null || typeof node !== "object" || !Object.prototype.hasOwnProperty.call(node, seg)) return false;
+    node = (node as Record<string, unknown>)[seg];
+  }
+  return true;
+}
+
+/**
+ * Problems across fields and hosts. `input`, the model as written, lets a problem between two
+ * fields name the one the user wrote (a port clash with a default names the port that was set).
+ */
+export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIssue[] {
   const issues: ModelIssue[] = [];
   const add = (path: string, message: string) => issues.push({ path, message });
 
@@ -69,6 +83,31 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
   if (parsed.email?.password !== undefined && parsed.email.user === undefined) {
     add("email.user", "is required when email.password is set");
   }
+  const hsts = parsed.site.hsts;
+  if (hsts.preload && (!hsts.include_subdomains || hsts.max_age < 31536000)) {
+    add("site.hsts.preload", "the browsers' preload list requires include_subdomains = true and max_age of at least 31536000 (one year)");
+  }
+  if (parsed.compose !== undefined && parsed.compose.http_port === parsed.compose.https_port) {
+    add("compose.https_port", `port ${parsed.compose.https_port} is already compose.http_port; HTTP and HTTPS need two host ports`);
+  }
+  if (parsed.compose !== undefined && parsed.compose.nginx_version === undefined && imageTagVersion(parsed.compose.nginx_image) === undefined) {
+    add(
+      "compose.nginx_version",
+      `is required: compose.nginx_image "${parsed.compose.nginx_image}" names no version (e.g. nginx:1.26 or nginx:1.26.3-alpine), and the nginx config depends on it`,
+    );
+  }
+
+  // --- PostgreSQL roles and database: the app's own, not the server's ---
+  const ident = identifierFrom(parsed.project.name);
+  const pgUser = parsed.postgres.user ?? ident;
+  const pgDatabase = parsed.postgres.database ?? `${ident}_db`;
+  if (pgUser === "postgres") add("postgres.user", `"postgres" is PostgreSQL's superuser; the app needs a role of its own`);
+  if (parsed.postgres.replication.user === "postgres") {
+    add("postgres.replication.user", `"postgres" is PostgreSQL's superuser; replication needs a role of its own (default replicator)`);
+  }
+  if (["postgres", "template0", "template1"].includes(pgDatabase)) {
+    add("postgres.database", `"${pgDatabase}" is one of PostgreSQL's own databases (postgres, template0, template1); the app needs a database of its own`);
+  }
 
   const hosts = hostsOf(parsed);
   if (hosts.length === 0) {
@@ -78,6 +117,9 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
   const t = topologyOf(hosts);
   const rolesPath = (h: Host) => `hosts.${h.name}.roles`;
   const named = (hs: readonly Host[]) => hs.map((h) => h.name).join(", ");
+  if (parsed.compose !== undefined && parsed.hosts.compose !== undefined) {
+    add("hosts.compose", 'the name "compose" is the Compose bundle\'s directory (out/compose/); name this host differently');
+  }
 
   // --- exactly one of some roles ---
   const dbs = hosts.filter((h) => h.roles.has("db"));
@@ -94,6 +136,12 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
   }
   const lbs = hosts.filter((h) => h.roles.has("lb"));
   for (const extra of lbs.slice(1)) add(rolesPath(extra), `only one host may have the role "lb" (${lbs[0]!.name} has it already)`);
+  const byAddress = new Map<string, string>();
+  for (const h of hosts) {
+    const first = byAddress.get(h.address);
+    if (first !== undefined) add(`hosts.${h.name}.address`, `"${h.address}" is already the address of host ${first}; every host needs its own address`);
+    else byAddress.set(h.address, h.name);
+  }
 
   // --- what needs what ---
   if (t.lb && t.app.length === 0) add(rolesPath(t.lb), 'an "lb" needs at least one host with the role "app" behind it');
@@ -117,7 +165,7 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
 
   // --- secrets that become required with the topology ---
   if (t.standbys.length > 0 && !isSet(parsed.postgres.replication.password)) {
-    add("postgres.replication.password", `is required: ${named(t.standbys)} replicate from the db host (e.g. { env = "NOVACLOUD_REPLICATION_PASSWORD" })`);
+    add("postgres.replication.password", `is required: ${named(t.standbys)} replicate${t.standbys.length === 1 ? "s" : ""} from the db host (e.g. { env = "NOVACLOUD_REPLICATION_PASSWORD" })`);
   }
   const redisReachedRemotely =
     t.redis.length > 1 ||
@@ -125,18 +173,31 @@ export function crossFieldIssues(parsed: ParsedModel): ModelIssue[] {
   if (t.redis.length > 0 && redisReachedRemotely && !isSet(parsed.redis.password)) {
     add("redis.password", 'is required: Redis is reachable from other hosts, and must not answer without a password (e.g. { env = "NOVACLOUD_REDIS_PASSWORD" })');
   }
+  if (t.standbys.length > 0 && parsed.postgres.replication.user === pgUser) {
+    add("postgres.replication.user", `"${pgUser}" is also the app's role (postgres.user); replication needs a role of its own`);
+  }
+  const mqttUser = parsed.mqtt.username ?? `${ident}_platform`;
+  const bridgeUser = parsed.mqtt.bridge_username ?? `${ident}_bridge`;
+  if (t.mqtt.length > 1 && mqttUser === bridgeUser) {
+    add("mqtt.bridge_username", `"${bridgeUser}" is also the platform's MQTT user (mqtt.username); the bridge needs a user of its own`);
+  }
   if (t.mqtt.length > 1 && !isSet(parsed.mqtt.bridge_password)) {
     add("mqtt.bridge_password", `is required: ${t.mqtt.length} mqtt hosts bridge to ${t.mqttHub!.name} (e.g. { env = "NOVACLOUD_MQTT_BRIDGE_PASSWORD" })`);
   }
 
   // --- ports: two services on one host may not share one ---
   for (const h of hosts) {
-    const seen = new Map<number, string>();
+    // sshd listens on every host; the firewall keeps its port open.
+    const ssh: ServicePort = { port: parsed.firewall.ssh_port, field: "firewall.ssh_port", service: "SSH" };
+    const seen = new Map<number, ServicePort>([[ssh.port, ssh]]);
     for (const p of servicePorts(parsed, h, t.lb !== undefined)) {
       const owner = seen.get(p.port);
-      if (owner !== undefined && owner !== p.service) {
-        add(p.field, `port ${p.port} on host ${h.name} is already used by ${owner}; ${p.service} needs another`);
-      } else seen.set(p.port, p.service);
+      if (owner === undefined) seen.set(p.port, p);
+      else if (owner.service !== p.service) {
+        // Name the field that was written: the other one may be a default the user never saw.
+        const [here, other] = input !== undefined && !writes(input, p.field) && writes(input, owner.field) ? [owner, p] : [p, owner];
+        add(here.field, `port ${p.port} on host ${h.name} is also used by ${other.service} (${other.field}); ${here.service} needs another`);
+      }
     }
   }
   return issues;

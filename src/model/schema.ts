@@ -10,6 +10,7 @@ import {
   ageRecipient,
   cidr,
   cron,
+  didYouMean,
   duration,
   email,
   envName,
@@ -53,7 +54,9 @@ const bool = (description: string, fallback: boolean) =>
   z.boolean({ error: (iss) => `${shown(iss.input)} is not a boolean (true or false)` }).default(fallback).describe(description);
 
 const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: (iss) => `${shown(iss.input)} is not one of ${values.map((v) => JSON.stringify(v)).join(", ")}` });
+  z.enum(values, {
+    error: (iss) => `${shown(iss.input)} is not one of ${values.map((v) => JSON.stringify(v)).join(", ")}${didYouMean(iss.input, values)}`,
+  });
 
 const platform = z
   .strictObject({
@@ -140,6 +143,8 @@ const host = z
           seen.add(role);
         }
       })
+      // The refinement above, as the exported JSON Schema says it (editors flag a repeated role).
+      .meta({ uniqueItems: true })
       .describe(`What the host runs: ${ROLES.join(", ")}.`),
   })
   .describe("One machine.");
@@ -223,15 +228,20 @@ const redis = z
     sentinel_port: port().default(26379).describe("Port of redis-sentinel. Default 26379."),
     master_name: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: (iss) => `${shown(iss.input)} is not a Sentinel master name (letters, digits, '_', '.', '-')` })
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
+        error: (iss) => `${shown(iss.input)} is not a Sentinel master name (letters, digits, '_', '.', '-', not starting with '-' or '.')`,
+      })
       .optional()
       .describe("Name Sentinel monitors the primary under. Default <name>."),
   })
   .prefault({})
   .describe("Redis (cache, Channels layer, Celery broker) and Sentinel.");
 
+// No leading '-' or '.': the name is an argument of mosquitto_passwd in the runbook.
 const mqttUser = () =>
-  z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: (iss) => `${shown(iss.input)} is not an MQTT user name (letters, digits, '_', '.', '-')` });
+  z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
+    error: (iss) => `${shown(iss.input)} is not a user name (letters, digits, '_', '.', '-', not starting with '-' or '.', at most 64)`,
+  });
 
 const mqtt = z
   .strictObject({
@@ -315,6 +325,8 @@ const haproxy = z
     timeout_server: duration().default("50s").describe("Default 50s."),
     timeout_tunnel: duration().default("1h").describe("Idle timeout of upgraded (WebSocket) connections. Default 1h."),
     timeout_http_request: duration().default("10s").describe("Time to receive request headers (slowloris). Default 10s."),
+    timeout_http_keep_alive: duration().default("5s").describe("Idle time allowed between two requests on a kept-alive connection. Default 5s."),
+    timeout_client_fin: duration().default("30s").describe("Idle timeout on the client side once the client has half-closed (WebSockets). Default 30s."),
   })
   .prefault({})
   .describe("HAProxy on the lb host.");

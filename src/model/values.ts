@@ -6,10 +6,80 @@
  */
 import { z } from "zod";
 
-/** The offending value as JSON, shortened and on one line, for an error message. */
+// Characters JSON.stringify leaves as they are but a terminal or editor may act on: DEL and C1
+// controls (0x9b is a CSI escape), soft hyphen, zero-width and bidi controls ("trojan source"),
+// the Unicode line and paragraph separators, BOM and interlinear annotation marks.
+const UNSAFE_IN_MESSAGE = /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
+
+/** `text` with every character a terminal could act on written as a \uXXXX escape. */
+export function escapeUnsafe(text: string): string {
+  return text
+    .replace(/[\u0000-\u001f]/g, (c) => JSON.stringify(c).slice(1, -1))
+    .replace(UNSAFE_IN_MESSAGE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * The offending value as JSON, shortened and on one line, for an error message. Control,
+ * invisible and bidi characters are escaped, so a value can neither break the line nor disguise
+ * itself on a terminal; TOML's nan/inf and dates are named as TOML writes them.
+ */
 export function shown(input: unknown): string {
-  const text = typeof input === "string" ? JSON.stringify(input) : JSON.stringify(input) ?? String(input);
-  return text.length > 70 ? `${text.slice(0, 67)}..."` : text;
+  let text: string;
+  if (typeof input === "number" && !Number.isFinite(input)) text = Number.isNaN(input) ? "nan" : input > 0 ? "inf" : "-inf";
+  else if (typeof input === "bigint") text = input.toString();
+  else if (input instanceof Date) text = Number.isNaN(input.getTime()) ? "an invalid date" : input.toISOString();
+  else if (input === undefined) text = "nothing";
+  else {
+    try {
+      text = JSON.stringify(input) ?? String(input);
+    } catch {
+      text = String(input);
+    }
+  }
+  text = escapeUnsafe(text);
+  const chars = Array.from(text); // by code point, so an emoji is never cut in half
+  if (chars.length <= 70) return text;
+  // Drop an escape the cut broke in two (a lone backslash, or \u with fewer than four digits).
+  const cut = chars.slice(0, 66).join("").replace(/(^|[^\\])((?:\\\\)*)\\(?:u[0-9a-fA-F]{0,3})?$/, "$1$2");
+  return typeof input === "string" ? `${cut}..."` : `${cut}...`;
+}
+
+/**
+ * Optimal-string-alignment distance (Levenshtein plus adjacent transpositions), for "did you
+ * mean": `tsl` -> `tls` and `prot` -> `port` are one edit, not two.
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The candidate `word` is most likely a typo of, if one is close enough (case-insensitive). */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+/** ` (did you mean "x"?)` when `value` is a near miss of one of `candidates`, else "". */
+export function didYouMean(value: unknown, candidates: readonly string[]): string {
+  if (typeof value !== "string" || value === "") return "";
+  const guess = closest(value, candidates);
+  return guess !== undefined && guess !== value ? ` (did you mean ${JSON.stringify(guess)}?)` : "";
 }
 
 type Input = { input?: unknown };
@@ -46,7 +116,11 @@ export const port = () =>
 /** Integer in [min, max], with a message that names the range. */
 export const int = (min: number, max: number) => {
   const error = says(`is out of range (expected an integer from ${min} to ${max})`);
-  return z.number({ error: says(`is not a number (expected an integer from ${min} to ${max})`) }).int({ error }).min(min, { error }).max(max, { error });
+  return z
+    .number({ error: says(`is not a number (expected an integer from ${min} to ${max})`) })
+    .int({ error: says(`is not a whole number (expected an integer from ${min} to ${max})`) })
+    .min(min, { error })
+    .max(max, { error });
 };
 
 // Absolute POSIX path of portable characters; no empty, `.` or `..` segments, no trailing slash.
@@ -100,8 +174,8 @@ export const duration = () =>
 
 /** URL path that nginx and HAProxy can carry unquoted: starts and ends with '/'. */
 export const urlPath = () =>
-  z.string().regex(/^\/(?:[A-Za-z0-9._~-]+\/)*$/, {
-    error: says("is not a URL path (starts and ends with '/', letters, digits and . _ ~ - between slashes)"),
+  z.string().regex(/^\/(?:(?!\.\.?\/)[A-Za-z0-9._~-]+\/)*$/, {
+    error: says("is not a URL path (starts and ends with '/', letters, digits and . _ ~ - between slashes; no '.' or '..' segments)"),
   });
 
 export const email = () =>
@@ -121,11 +195,20 @@ export const gitRef = () =>
 export const ageRecipient = () =>
   z.string().regex(/^age1[02-9ac-hj-np-z]{58}$/, { error: says("is not an age public key (age1 followed by 58 characters)") });
 
-/** Docker image reference: [registry/]name[:tag][@digest]. */
+/** Docker image reference: [registry[:port]/]name[:tag][@digest]. */
 export const imageRef = () =>
-  z.string().regex(/^[a-z0-9][a-z0-9._/-]{0,200}(?::[A-Za-z0-9_.-]{1,128})?(?:@sha256:[a-f0-9]{64})?$/, {
+  z.string().regex(/^(?:[a-z0-9][a-z0-9.-]{0,252}:[0-9]{1,5}\/)?[a-z0-9][a-z0-9._/-]{0,200}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/, {
     error: says("is not a container image reference (e.g. postgres:15 or registry.example.com/app:1.2)"),
   });
+
+/**
+ * The version an image's tag names (nginx:1.26 -> 1.26, nginx:1.26.3-alpine -> 1.26.3), or
+ * undefined for a tag without one (nginx:stable, latest, a digest only).
+ */
+export function imageTagVersion(image: string): string | undefined {
+  const tag = /^[^@]*:([^:/@]+)$/.exec(image)?.[1];
+  return tag === undefined ? undefined : /^(\d+(?:\.\d+){0,2})(?:-[A-Za-z0-9._-]+)?$/.exec(tag)?.[1];
+}
 
 /** Software version as the distribution names it: 1.22.1, 2.6, 15. */
 export const version = () =>
@@ -165,11 +248,14 @@ export function cronProblem(schedule: string): string | undefined {
   return undefined;
 }
 
+const CRON_CHARS = /^[@*0-9a-z,\/ -]+$/;
+
 export const cron = () =>
   z
     .string()
-    .regex(/^[@*0-9a-z,\/ -]+$/, { error: says("is not a cron schedule (e.g. \"0 3 * * *\")") })
+    .regex(CRON_CHARS, { error: says("is not a cron schedule (five fields of digits and * , - / separated by single spaces, or @daily, @weekly, ...; e.g. \"0 3 * * *\")") })
     .superRefine((value, ctx) => {
+      if (!CRON_CHARS.test(value)) return; // one problem, one line: the characters were named above
       const problem = cronProblem(value);
       if (problem) ctx.addIssue({ code: "custom", message: `${shown(value)} is not a cron schedule: ${problem}`, input: value });
     });

@@ -1,0 +1,75 @@
+/**
+ * The exported JSON Schema (`novacloud-render schema`, dist/schema.json) against the zod schema
+ * it is generated from, with ajv's draft 2020-12 validator in strict mode:
+ *
+ * - it compiles (no unknown keywords, no patterns ajv cannot read as Unicode regexes);
+ * - every fixture, and every generated valid model (fast-check), validates;
+ * - every invalid-corpus case marked `shape: true` fails, and every other case that parses
+ *   (cross-host rules, cron semantics) passes: the schema is neither looser nor stricter than
+ *   the model's shape;
+ * - the CLI prints exactly modelJsonSchema().
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import Ajv2020 from "ajv/dist/2020.js";
+import fc from "fast-check";
+import { parse as parseToml, stringify as toToml } from "smol-toml";
+import { describe, expect, it } from "vitest";
+import { modelJsonSchema } from "../src/schema-json.js";
+import { FIXTURES, fixtureNames, ROOT } from "./helpers/fixtures.js";
+import { invalidCases } from "./helpers/invalid.js";
+import { validModel } from "./helpers/models.js";
+
+const schema = modelJsonSchema();
+const ajv = new Ajv2020({ allErrors: true, strict: true });
+const validate = ajv.compile(schema);
+
+function errorsOf(): string {
+  return (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message ?? ""} ${JSON.stringify(e.params)}`).join("\n");
+}
+
+describe("the JSON Schema", () => {
+  it("is a draft 2020-12 schema with an $id, a title and descriptions", () => {
+    expect(schema.$schema).toBe("https://json-schema.org/draft/2020-12/schema");
+    expect(typeof schema.$id).toBe("string");
+    expect(typeof schema.title).toBe("string");
+    expect(JSON.stringify(schema)).toContain('"description"');
+  });
+
+  it("is what `novacloud-render schema` prints", () => {
+    const cli = join(ROOT, "dist", "cli.js");
+    if (!existsSync(cli)) throw new Error("dist/cli.js is missing: build first (npm run build; npm test does it)");
+    const printed = execFileSync(process.execPath, [cli, "schema"], { encoding: "utf8" });
+    expect(JSON.parse(printed)).toEqual(JSON.parse(JSON.stringify(schema)));
+  });
+
+  for (const name of fixtureNames()) {
+    it(`validates fixtures/${name}/novacloud.toml`, () => {
+      const model = parseToml(readFileSync(join(FIXTURES, name, "novacloud.toml"), "utf8"));
+      expect(validate(model), errorsOf()).toBe(true);
+    });
+  }
+
+  it("validates every generated valid model", () => {
+    fc.assert(
+      fc.property(validModel, (model) => {
+        // Through TOML and back, as an editor sees the file.
+        if (!validate(parseToml(toToml(model)))) throw new Error(errorsOf());
+      }),
+      { numRuns: 200, seed: 20240605 },
+    );
+  });
+});
+
+describe("the JSON Schema and the invalid corpus", () => {
+  for (const c of invalidCases().filter((x) => !x.syntax)) {
+    const expected = c.shape ? "rejects" : "accepts";
+    it(`${expected} ${c.name}`, () => {
+      const model = c.format === "toml" ? parseToml(c.text) : JSON.parse(c.text);
+      const valid = validate(model);
+      if (c.shape) expect(valid, `${c.file} is marked shape: true, so the JSON Schema must reject it`).toBe(false);
+      else expect(valid, `${c.file} is not a shape error (no "shape: true"), so the JSON Schema must accept it:\n${errorsOf()}`).toBe(true);
+    });
+  }
+});
