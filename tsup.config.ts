@@ -16,6 +16,13 @@ export default defineConfig([
     define,
   },
   {
+    // Benchmark support only (not exported by package.json, not shipped: see "files").
+    entry: { "bench-internals": "src/bench-internals.ts" },
+    format: ["esm"],
+    target: "node20",
+    define,
+  },
+  {
     // The CLI: one ESM bundle plus lazily loaded chunks, so --version loads almost nothing.
     entry: { cli: "src/cli/main.ts" },
     format: ["esm"],

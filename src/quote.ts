@@ -106,6 +106,20 @@ export function pgpassField(value: string): string {
   return value.replace(/[\\:]/g, (c) => `\\${c}`);
 }
 
+// Words pg_hba.conf reads as keywords in the DATABASE and USER fields (auth-pg-hba-conf.html).
+const PG_HBA_KEYWORDS = new Set(["all", "sameuser", "samerole", "samegroup", "replication"]);
+
+/**
+ * A database or user name in pg_hba.conf. Quoting makes a keyword (all, replication, ...) a plain
+ * name; inside double quotes "" is a literal quote (hba.c next_token). Names starting with + (group),
+ * @ (file) or / (regular expression, 16+) and names with blanks, commas or # are quoted too.
+ */
+export function pgHba(value: string): string {
+  assertNoControl(value, "pg_hba.conf");
+  if (/^[A-Za-z0-9_.-]+$/.test(value) && !PG_HBA_KEYWORDS.has(value)) return value;
+  return `"${value.replace(/"/g, '""')}"`;
+}
+
 /** One value in a libpq connection string: single-quoted, \' and \\ escaped. */
 export function conninfoValue(value: string): string {
   assertNoControl(value, "a connection string");
@@ -152,20 +166,48 @@ export function composeString(value: string): string {
   return JSON.stringify(value.replace(/\$/g, "$$$$"));
 }
 
+/**
+ * A value in a Compose env_file (compose.env, .env.db), read back exactly by Compose v2, whose
+ * reader is compose-go's dotenv parser (dotenv/parser.go, v2.x): unquoted values are cut at " #"
+ * and interpolate `$`; inside '...' nothing is interpolated and only \' is an escape (any other
+ * backslash stays); inside "..." \" drops its backslash, then \\ \$ \n \t... are unescaped and
+ * `$` is interpolated. So: bare for a plain word; single quotes when there is no backslash
+ * (\' for a quote); otherwise double quotes with \\ \" \$ (errata DC-11, S-COMPOSE-ENV).
+ * docker-compose 1.29 (python-dotenv) reads the bare and single-quoted forms the same, and the
+ * double-quoted one too except that it keeps the backslash of \$, so only a value holding both
+ * a backslash and a `$` differs there.
+ */
+export function composeEnv(value: string): string {
+  assertNoControl(value, "a Compose env file");
+  if (/^[A-Za-z0-9_@%+=:,./-]*$/.test(value)) return value;
+  if (!value.includes("\\")) return `'${value.replace(/'/g, "\\'")}'`;
+  return `"${value.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+}
+
+/** Which reader an env file is for: systemd/bash on hosts, Compose in the Compose bundle. */
+export type EnvDialect = "systemd" | "compose";
+
+/** `{{ value | env(dialect) }}`: the env-file quoting for that reader. */
+export function envFor(value: string, dialect: EnvDialect = "systemd"): string {
+  return dialect === "compose" ? composeEnv(value) : envValue(value);
+}
+
 /** All quoting filters by the name templates use them with. */
 export const QUOTE_FILTERS = {
   shell,
   python,
-  env: envValue,
+  env: envFor,
   nginx,
   systemd,
   sql: sqlLiteral,
   sqlident: sqlIdent,
   pgconf: pgConf,
   pgpass: pgpassField,
+  pghba: pgHba,
   conninfo: conninfoValue,
   haproxy,
   redis,
   mosquitto,
   compose: composeString,
+  composeEnv,
 } as const;

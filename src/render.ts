@@ -50,6 +50,8 @@ export function render(input: unknown, options: RenderOptions = {}): Tree {
   const model = toModel(input);
   const { secrets, issues } = resolveSecrets(model, options);
   if (issues.length > 0) throw new ModelError(issues);
+  const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
+  if (formatIssues.length > 0) throw new ModelError(formatIssues);
   const files: [string, TreeFile][] = [];
   for (const host of model.topology.hosts) {
     const ctx = { model, host, secrets };

@@ -17,8 +17,20 @@ for (const [name, filter] of Object.entries(QUOTE_FILTERS)) env.addFilter(name, 
 // Octal modes in runbooks and comments: {{ file.mode | octal }} -> 0640.
 env.addFilter("octal", (mode: number) => mode.toString(8).padStart(4, "0"));
 
+type TemplateObserver = (name: string, view: object) => void;
+let observer: TemplateObserver | undefined;
+
+/**
+ * For the benchmark only (bench/run.mjs renders the same templates and views with Jinja2 as a
+ * peer): sees every template rendered and its view. Unset, it costs one comparison.
+ */
+export function observeTemplates(fn: TemplateObserver | undefined): void {
+  observer = fn;
+}
+
 /** Renders one template with a view object. */
 export function renderTemplate(name: string, view: object): string {
+  observer?.(name, view);
   return env.render(name, view);
 }
 

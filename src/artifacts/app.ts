@@ -3,10 +3,12 @@
  * hosts, gunicorn_config.py.
  */
 import type { Model } from "../model/normalize.js";
-import { shell } from "../quote.js";
+import type { Secrets } from "../model/secrets.js";
+import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, nearest, reach, required, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
+import { paths } from "./paths.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
 export function redisUrl(scheme: "redis" | "sentinel", host: string, port: number, database: number, password: string | undefined): string {
@@ -14,7 +16,26 @@ export function redisUrl(scheme: "redis" | "sentinel", host: string, port: numbe
   return `${scheme}://${auth}${host}:${port}/${database}`;
 }
 
-function redisSettings(ctx: HostContext) {
+export interface RedisSettings {
+  readonly url: string;
+  /** host:port list of the sentinels, when Redis replicates. */
+  readonly sentinels: string | undefined;
+  readonly master: string | undefined;
+  readonly password: string | undefined;
+}
+
+/** Where the app finds its services: addresses on hosts, service names in Compose. */
+export interface AppEndpoints {
+  readonly db: { readonly host: string; readonly port: number; readonly sslmode: string | undefined };
+  readonly redis: RedisSettings;
+  readonly mqttHost: string;
+  /** The public HTTPS port, for CSRF_TRUSTED_ORIGINS. */
+  readonly httpsPort: number;
+  /** Which env-file reader the quoting targets. */
+  readonly dialect: EnvDialect;
+}
+
+function redisSettings(ctx: HostContext): RedisSettings {
   const { model, secrets } = ctx;
   const password = secrets.redisPassword;
   const t = model.topology;
@@ -33,32 +54,45 @@ function redisSettings(ctx: HostContext) {
   return { url: redisUrl("redis", reach(ctx, primary), model.redis.port, model.redis.database, password), sentinels: undefined, master: undefined, password };
 }
 
-function envView(ctx: HostContext) {
-  const { model, secrets } = ctx;
-  const t = model.topology;
-  const dbHost = t.db!;
-  const dbAddress = reach(ctx, dbHost);
-  const mqttHost = nearest(ctx, t.mqtt)!;
+/** The app's services as seen from this host: the host that plays each role, loopback if it is this one. */
+function hostEndpoints(ctx: HostContext): AppEndpoints {
+  const { model } = ctx;
+  const dbAddress = reach(ctx, model.topology.db!);
   return {
-    settingsModule: model.project.settingsModule,
-    debug: model.django.debug,
-    secretKey: required(secrets, "secretKey"),
-    allowedHosts: [...model.siteNames, ...model.django.allowed_hosts].join(","),
-    csrfTrustedOrigins: model.siteNames.map((n) => `https://${n}`).join(","),
-    staticRoot: model.project.staticDir,
-    mediaRoot: model.project.mediaDir,
     db: {
-      name: model.postgres.database,
-      user: model.postgres.user,
-      password: required(secrets, "dbPassword"),
       host: dbAddress,
       port: model.postgres.port,
       // Connections from another host go over hostssl lines in pg_hba.conf.
       sslmode: dbAddress !== "127.0.0.1" && model.postgres.ssl ? "require" : undefined,
     },
     redis: redisSettings(ctx),
+    mqttHost: reach(ctx, nearest(ctx, model.topology.mqtt)!),
+    httpsPort: model.site.https_port,
+    dialect: "systemd",
+  };
+}
+
+/** The view of templates/app/env.njk: the guide's variable names, values from the model. */
+export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
+  const port = at.httpsPort === 443 ? "" : `:${at.httpsPort}`;
+  return {
+    dialect: at.dialect,
+    settingsModule: model.project.settingsModule,
+    debug: model.django.debug,
+    secretKey: required(secrets, "secretKey"),
+    allowedHosts: [...model.siteNames, ...model.django.allowed_hosts].join(","),
+    csrfTrustedOrigins: model.siteNames.map((n) => `https://${n}${port}`).join(","),
+    staticRoot: model.project.staticDir,
+    mediaRoot: model.project.mediaDir,
+    db: {
+      name: model.postgres.database,
+      user: model.postgres.user,
+      password: required(secrets, "dbPassword"),
+      ...at.db,
+    },
+    redis: at.redis,
     mqtt: {
-      host: reach(ctx, mqttHost),
+      host: at.mqttHost,
       port: model.mqtt.port,
       tlsPort: model.mqtt.tls_port,
       username: model.mqtt.username,
@@ -75,9 +109,14 @@ function envView(ctx: HostContext) {
   };
 }
 
-export function gunicornView(model: Model, bind: string, forwardedAllowIps: string) {
+/**
+ * The view of templates/app/gunicorn_config.py.njk. On hosts gunicorn logs to files that
+ * logrotate rotates; in a container (`inContainer`) it logs to stdout/stderr.
+ */
+export function gunicornView(model: Model, bind: string, forwardedAllowIps: string, inContainer = false) {
   const g = model.gunicorn;
   return {
+    inContainer,
     wsgiApp: `${model.project.djangoModule}.wsgi:application`,
     bind,
     workers: g.workers,
@@ -90,8 +129,8 @@ export function gunicornView(model: Model, bind: string, forwardedAllowIps: stri
     maxRequests: g.max_requests,
     maxRequestsJitter: g.max_requests_jitter,
     forwardedAllowIps,
-    accessLog: `${model.project.logDir}/gunicorn-access.log`,
-    errorLog: `${model.project.logDir}/gunicorn-error.log`,
+    accessLog: inContainer ? "-" : `${model.project.logDir}/gunicorn-access.log`,
+    errorLog: inContainer ? "-" : `${model.project.logDir}/gunicorn-error.log`,
   };
 }
 
@@ -100,7 +139,7 @@ function appFiles(ctx: HostContext): FileSpec[] {
   const files: FileSpec[] = [];
   if (model.topology.django.some((h) => h.name === ctx.host.name)) {
     files.push(
-      templateFile(model.project.envFile, "app/env.njk", envView(ctx), {
+      templateFile(model.project.envFile, "app/env.njk", envView(model, ctx.secrets, hostEndpoints(ctx)), {
         comment: "#",
         mode: MODE.groupSecret,
         owner: "root",
@@ -112,7 +151,7 @@ function appFiles(ctx: HostContext): FileSpec[] {
     // nginx on the same host is the only client, so gunicorn binds loopback and trusts only it
     // for X-Forwarded-* (the load balancer talks to nginx, never to gunicorn).
     const view = gunicornView(model, `127.0.0.1:${model.gunicorn.port}`, "127.0.0.1");
-    files.push(templateFile(`${model.project.root}/gunicorn_config.py`, "app/gunicorn_config.py.njk", view, { comment: "#" }));
+    files.push(templateFile(paths(model).gunicornConfig, "app/gunicorn_config.py.njk", view, { comment: "#" }));
   }
   return files;
 }
@@ -157,9 +196,11 @@ function appSteps(ctx: HostContext): RunbookStep[] {
       title: "Create the static and media directories",
       commands: [
         `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}`,
-        `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0750 ${shell(p.mediaDir)}`,
+        `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(p.mediaDir)}`,
       ],
-      why: "collectstatic writes STATIC_ROOT as the service account and nginx reads it; uploads in MEDIA_ROOT stay private to the account.",
+      why:
+        "collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
+        "so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; www-data is not added to the project's group, which can read the .env.",
     },
   ];
   if (t.migrator?.name === ctx.host.name) {

@@ -3,6 +3,7 @@
  * resolved secrets, plus the few derived facts several families need. A family is a function
  * from this context to the files of one kind; it never looks anything up elsewhere.
  */
+import type { ModelIssue } from "../model/errors.js";
 import type { Host, Model } from "../model/normalize.js";
 import { addressFrom } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
@@ -45,6 +46,11 @@ export interface RunbookStep {
 export interface HostFamily {
   readonly files: (ctx: HostContext) => FileSpec[];
   readonly steps?: (ctx: HostContext) => RunbookStep[];
+  /**
+   * Limits a target format puts on secret values (e.g. a file the program rewrites unquoted),
+   * reported as model problems at the secret's path, never quoting the value.
+   */
+  readonly secretIssues?: (model: Model, secrets: Secrets) => ModelIssue[];
 }
 
 export function has(ctx: HostContext, role: Role): boolean {

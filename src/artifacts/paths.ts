@@ -37,10 +37,17 @@ export function paths(model: Model) {
   return {
     // systemd
     unitDir: "/etc/systemd/system",
+    /** gunicorn's config (app family), read by the WSGI unit's ExecStart. */
+    gunicornConfig: `${root}/gunicorn_config.py`,
+    /** celery beat's schedule database, in the unit's StateDirectory= (errata SD-05). */
+    celerybeatSchedule: `${model.project.stateDir}/celerybeat-schedule`,
     // nginx (Debian layout: sites-available/ linked from sites-enabled/, included in http{})
     nginxSite: `/etc/nginx/sites-available/${n}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${n}`,
     nginxAcmeSite: `/etc/nginx/sites-available/${n}-acme`,
+    nginxAcmeSiteEnabled: `/etc/nginx/sites-enabled/${n}-acme`,
+    /** Debian's packaged default site (default_server on :80), removed by the runbook. */
+    nginxDefaultSiteEnabled: "/etc/nginx/sites-enabled/default",
     nginxSecurityHeaders: `/etc/nginx/snippets/${n}-security-headers.conf`,
     nginxProxyHeaders: `/etc/nginx/snippets/${n}-proxy-headers.conf`,
     nginxAccessLog: `/var/log/nginx/${n}-access.log`,

@@ -1,7 +1,8 @@
 /** The CLI's commands. All I/O of the project lives under src/cli/. */
 import { dirname, extname, resolve } from "node:path";
 import { formatIssue, ModelError, type ModelIssue } from "../model/errors.js";
-import { parseModelText, type SourceFormat } from "../model/parse.js";
+import { locateIssues, parseModelText, type SourceFormat } from "../model/parse.js";
+import { shown } from "../model/values.js";
 import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
 import { redact } from "../redact.js";
 import { render } from "../render.js";
@@ -102,13 +103,13 @@ function renderCommand(options: CliOptions, o: Output): number {
   try {
     tree = render(parsed.model, sources);
   } catch (error) {
-    if (error instanceof ModelError) return reportIssues(o, error.issues, label, shownSecrets);
+    if (error instanceof ModelError) return reportIssues(o, locateIssues(text, formatOf(modelPath, text), error.issues), label, shownSecrets);
     throw error;
   }
   if (options.host !== undefined) {
     const hosts = parsed.model.topology.hosts.map((h) => h.name);
     if (!hosts.includes(options.host) && options.host !== "compose") {
-      return reportIssues(o, [{ path: "hosts", message: `no host named "${options.host}" (hosts: ${hosts.join(", ") || "none"})` }], label);
+      return reportIssues(o, [{ path: "hosts", message: `--host ${shown(options.host)}: no such host (hosts: ${hosts.join(", ") || "none"})` }], label);
     }
     tree = hostOnly(tree, options.host);
   }

@@ -47,3 +47,13 @@ export function renderFixture(name: string): Tree {
   const f = loadFixture(name);
   return render(f.model, f.sources);
 }
+
+/**
+ * Every rendered file of every fixture matching `keep`, as `<fixture>/<tree path>`: what a
+ * lint test must cover, computed from render() itself rather than counted by hand.
+ */
+export function renderedAcrossFixtures(keep: (path: string, file: { mode: number; content: string }) => boolean): string[] {
+  return fixtureNames()
+    .flatMap((name) => [...renderFixture(name)].filter(([path, file]) => keep(path, file)).map(([path]) => `${name}/${path}`))
+    .sort();
+}
