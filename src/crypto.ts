@@ -11,6 +11,16 @@ import { sha512 } from "@noble/hashes/sha512";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 
+/**
+ * PBKDF2-HMAC (RFC 8018). The pure-JavaScript one is the default; the CLI passes Node's native
+ * pbkdf2Sync through render()'s options, which is ~50 times faster on a cold start (the hashes
+ * dominated a cold render: bench/run.mjs). Both give the same bytes.
+ */
+export type Pbkdf2 = (digest: "sha256" | "sha512", password: Uint8Array, salt: Uint8Array, iterations: number, length: number) => Uint8Array;
+
+export const pbkdf2Js: Pbkdf2 = (digest, password, salt, iterations, length) =>
+  pbkdf2(digest === "sha256" ? sha256 : sha512, password, salt, { c: iterations, dkLen: length });
+
 function base64(bytes: Uint8Array): string {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   let out = "";
@@ -28,13 +38,16 @@ function derivedSalt(purpose: string, user: string, password: string, length: nu
   return hmac(sha256, utf8(password), utf8(`novacloud-render ${purpose} salt\u0000${user}`)).slice(0, length);
 }
 
-const memo = new Map<string, string>();
+// Hashes are deterministic and slow by design, so each is computed once per PBKDF2 implementation.
+const memo = new WeakMap<Pbkdf2, Map<string, string>>();
 
-function memoized(key: string, compute: () => string): string {
-  let value = memo.get(key);
+function memoized(kdf: Pbkdf2, key: string, compute: () => string): string {
+  let cache = memo.get(kdf);
+  if (!cache) memo.set(kdf, (cache = new Map()));
+  let value = cache.get(key);
   if (value === undefined) {
     value = compute();
-    memo.set(key, value);
+    cache.set(key, value);
   }
   return value;
 }
@@ -43,11 +56,11 @@ function memoized(key: string, compute: () => string): string {
  * A Mosquitto 2.x password file entry hash: `$7$<iterations>$<salt>$<hash>`, PBKDF2-SHA512 with a
  * 12-byte salt and 101 iterations, as `mosquitto_passwd` writes it.
  */
-export function mosquittoPasswordHash(user: string, password: string): string {
-  return memoized(`mq\u0000${user}\u0000${password}`, () => {
+export function mosquittoPasswordHash(user: string, password: string, kdf: Pbkdf2 = pbkdf2Js): string {
+  return memoized(kdf, `mq\u0000${user}\u0000${password}`, () => {
     const iterations = 101;
     const salt = derivedSalt("mosquitto", user, password, 12);
-    const hash = pbkdf2(sha512, utf8(password), salt, { c: iterations, dkLen: 64 });
+    const hash = kdf("sha512", utf8(password), salt, iterations, 64);
     return `$7$${iterations}$${base64(salt)}$${base64(hash)}`;
   });
 }
@@ -57,11 +70,11 @@ export function mosquittoPasswordHash(user: string, password: string): string {
  * role SQL never holds the password itself: SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>
  * (RFC 5802 / RFC 7677; PostgreSQL's scram_build_secret with 4096 iterations).
  */
-export function scramSha256Verifier(role: string, password: string): string {
-  return memoized(`scram\u0000${role}\u0000${password}`, () => {
+export function scramSha256Verifier(role: string, password: string, kdf: Pbkdf2 = pbkdf2Js): string {
+  return memoized(kdf, `scram\u0000${role}\u0000${password}`, () => {
     const iterations = 4096;
     const salt = derivedSalt("scram", role, password, 16);
-    const salted = pbkdf2(sha256, utf8(password), salt, { c: iterations, dkLen: 32 });
+    const salted = kdf("sha256", utf8(password), salt, iterations, 32);
     const clientKey = hmac(sha256, salted, utf8("Client Key"));
     const storedKey = sha256(clientKey);
     const serverKey = hmac(sha256, salted, utf8("Server Key"));

@@ -4,7 +4,7 @@
  * host's files, adds the host's runbook, and places everything under `<host>/`.
  */
 import { appFamily } from "./artifacts/app.js";
-import type { HostFamily } from "./artifacts/context.js";
+import { hostContexts, type HostFamily } from "./artifacts/context.js";
 import { composeFiles } from "./artifacts/compose.js";
 import { haproxyFamily } from "./artifacts/haproxy.js";
 import { mosquittoFamily } from "./artifacts/mosquitto.js";
@@ -14,6 +14,7 @@ import { redisFamily } from "./artifacts/redis.js";
 import { runbookFile } from "./artifacts/runbook.js";
 import { scriptsFamily } from "./artifacts/scripts.js";
 import { systemdFamily } from "./artifacts/systemd.js";
+import { pbkdf2Js, type Pbkdf2 } from "./crypto.js";
 import { ModelError } from "./model/errors.js";
 import type { Model } from "./model/normalize.js";
 import { isValidatedModel, parseModel } from "./model/parse.js";
@@ -32,7 +33,10 @@ const HOST_FAMILIES: readonly HostFamily[] = [
   scriptsFamily,
 ];
 
-export type RenderOptions = SecretSources;
+export interface RenderOptions extends SecretSources {
+  /** PBKDF2 for the password hashes in the output; defaults to a pure-JavaScript one. */
+  readonly pbkdf2?: Pbkdf2;
+}
 
 /** Validates `input` (unless it came from parseModel) or throws a ModelError listing every problem. */
 export function toModel(input: unknown): Model {
@@ -52,14 +56,14 @@ export function render(input: unknown, options: RenderOptions = {}): Tree {
   if (issues.length > 0) throw new ModelError(issues);
   const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
   if (formatIssues.length > 0) throw new ModelError(formatIssues);
+  const kdf = options.pbkdf2 ?? pbkdf2Js;
   const files: [string, TreeFile][] = [];
-  for (const host of model.topology.hosts) {
-    const ctx = { model, host, secrets };
+  for (const ctx of hostContexts(model, secrets, kdf)) {
     const specs = HOST_FAMILIES.flatMap((family) => family.files(ctx));
     const steps = HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []);
     specs.push(runbookFile(ctx, specs, steps));
-    files.push(...placeFiles(host.name, specs));
+    files.push(...placeFiles(ctx.host.name, specs));
   }
-  if (model.compose !== undefined) files.push(...placeFiles("compose", composeFiles(model, secrets)));
+  if (model.compose !== undefined) files.push(...placeFiles("compose", composeFiles(model, secrets, kdf)));
   return buildTree(files);
 }

@@ -42,7 +42,11 @@ export function withMarker(body: string, style: CommentStyle): string {
 
 /** LF only, no trailing blank lines, exactly one final newline. */
 export function normalizeNewlines(text: string): string {
-  return `${text.replace(/\r\n?/g, "\n").replace(/\n+$/, "")}\n`;
+  // Plain loops instead of /\n+$/, which V8 retries from every newline (a hot spot of render).
+  const lf = text.includes("\r") ? text.replace(/\r\n?/g, "\n") : text;
+  let end = lf.length;
+  while (end > 0 && lf.charCodeAt(end - 1) === 10) end--;
+  return `${lf.slice(0, end)}\n`;
 }
 
 export const MODE = {

@@ -66,7 +66,7 @@ function hostEndpoints(ctx: HostContext): AppEndpoints {
       sslmode: dbAddress !== "127.0.0.1" && model.postgres.ssl ? "require" : undefined,
     },
     redis: redisSettings(ctx),
-    mqttHost: reach(ctx, nearest(ctx, model.topology.mqtt)!),
+    mqttHost: reach(ctx, nearest(ctx.host, model.topology.mqtt)!),
     httpsPort: model.site.https_port,
     dialect: "systemd",
   };

@@ -9,6 +9,7 @@
  * STATIC_ROOT, MEDIA_ROOT, the beat schedule under /var/lib/<name>), so the same settings.py and
  * the same nginx aliases work in both.
  */
+import { pbkdf2Js, type Pbkdf2 } from "../crypto.js";
 import { capabilities } from "../model/capabilities.js";
 import type { Model } from "../model/normalize.js";
 import { imageTagVersion } from "../model/values.js";
@@ -181,7 +182,7 @@ function composeView(model: Model) {
   };
 }
 
-export function composeFiles(model: Model, secrets: Secrets): FileSpec[] {
+export function composeFiles(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf2Js): FileSpec[] {
   if (!model.compose) return [];
   const files = composePaths(model);
   const nginx = nginxViews(model);
@@ -200,6 +201,6 @@ export function composeFiles(model: Model, secrets: Secrets): FileSpec[] {
     templateFile(files.nginxSite, "nginx/site.conf.njk", nginx.site, { comment: "#" }),
     templateFile(files.nginxSecurityHeaders, "nginx/security-headers.conf.njk", nginx.securityHeaders, { comment: "#" }),
     templateFile(files.nginxProxyHeaders, "nginx/proxy-headers.conf.njk", nginx.proxyHeaders, { comment: "#" }),
-    ...standaloneMosquitto(model, secrets, MOSQUITTO_CONTAINER, { conf: files.mosquittoConf, passwd: files.mosquittoPasswd, acl: files.mosquittoAcl }),
+    ...standaloneMosquitto(model, secrets, MOSQUITTO_CONTAINER, { conf: files.mosquittoConf, passwd: files.mosquittoPasswd, acl: files.mosquittoAcl }, kdf),
   ];
 }

@@ -3,6 +3,7 @@
  * resolved secrets, plus the few derived facts several families need. A family is a function
  * from this context to the files of one kind; it never looks anything up elsewhere.
  */
+import { pbkdf2Js, type Pbkdf2 } from "../crypto.js";
 import type { ModelIssue } from "../model/errors.js";
 import type { Host, Model } from "../model/normalize.js";
 import { addressFrom } from "../model/normalize.js";
@@ -14,6 +15,8 @@ export interface HostContext {
   readonly model: Model;
   readonly host: Host;
   readonly secrets: Secrets;
+  /** PBKDF2 for password hashes (pure JS by default; the CLI passes Node's native one). */
+  readonly kdf: Pbkdf2;
 }
 
 /** When a runbook step happens, in this order. */
@@ -67,9 +70,14 @@ export function reach(ctx: HostContext, target: Host): string {
   return addressFrom(target, ctx.host);
 }
 
-/** The one the app on this host talks to, among several hosts of a role: its own if it has one. */
-export function nearest(ctx: HostContext, hosts: readonly Host[]): Host | undefined {
-  return hosts.find((h) => h.name === ctx.host.name) ?? hosts[0];
+/** The one `from` talks to, among several hosts of a role: itself if it plays the role, else the first. */
+export function nearest(from: Host, hosts: readonly Host[]): Host | undefined {
+  return hosts.find((h) => h.name === from.name) ?? hosts[0];
+}
+
+/** The context of every host of the model, in host order. */
+export function hostContexts(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf2Js): HostContext[] {
+  return model.topology.hosts.map((host) => ({ model, host, secrets, kdf }));
 }
 
 /** A secret the rules guarantee is present when this is called. */

@@ -19,7 +19,7 @@
  *
  * The compose bundle renders the same templates in their standalone form (standaloneMosquitto).
  */
-import { mosquittoPasswordHash } from "../crypto.js";
+import { mosquittoPasswordHash, type Pbkdf2 } from "../crypto.js";
 import type { ModelIssue } from "../model/errors.js";
 import type { Host, Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
@@ -61,8 +61,8 @@ export interface MosquittoConfView {
 }
 
 /** Users in the password file, with the hash mosquitto_passwd would write (never the password). */
-function passwdView(users: readonly { name: string; password: string; why: string }[]) {
-  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password), why: u.why })) };
+function passwdView(users: readonly { name: string; password: string; why: string }[], kdf: Pbkdf2) {
+  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password, kdf), why: u.why })) };
 }
 
 function aclView(model: Model, bridgeUser: string | undefined) {
@@ -81,14 +81,16 @@ function isHub(model: Model, host: Host): boolean {
 /**
  * The hosts that connect to `host`'s plaintext listener over the private network: Django hosts
  * without a broker of their own whose nearest broker it is, and, on the hub, the other brokers'
- * bridges. The firewall opens mqtt.port to exactly these (everyone else reaches only tls_port).
+ * bridges. The listener binds the private address only for them, and the firewall opens
+ * mqtt.port to exactly these (everyone else reaches only tls_port).
  */
-export function mqttPlainClients(model: Model, host: Host): Host[] {
-  if (!host.roles.has("mqtt")) return [];
+export function mqttPlainClients(model: Model, host: Host): { django: Host[]; bridges: Host[] } {
+  if (!host.roles.has("mqtt")) return { django: [], bridges: [] };
   const t = model.topology;
-  const clients = t.django.filter((d) => d.name !== host.name && !d.roles.has("mqtt") && nearest({ model, host: d, secrets: {} }, t.mqtt)?.name === host.name);
-  if (isHub(model, host)) clients.push(...t.mqtt.filter((m) => m.name !== host.name));
-  return [...new Map(clients.map((h) => [h.name, h])).values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  return {
+    django: t.django.filter((d) => d.name !== host.name && !d.roles.has("mqtt") && nearest(d, t.mqtt)?.name === host.name),
+    bridges: isHub(model, host) ? t.mqtt.filter((m) => m.name !== host.name) : [],
+  };
 }
 
 function hostConfView(ctx: HostContext): MosquittoConfView {
@@ -96,7 +98,8 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
   const p = paths(model);
   const port = model.mqtt.port;
   const listeners: Listener[] = [{ port, address: "127.0.0.1", comment: "Plain MQTT for clients on this host only (MQ-03)." }];
-  const remote = mqttPlainClients(model, host);
+  const clients = mqttPlainClients(model, host);
+  const remote = [...clients.django, ...clients.bridges];
   if (remote.length > 0) {
     listeners.push({
       port,
@@ -146,7 +149,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     // The broker drops to the mosquitto user right after reading its configuration and only then
     // opens these files (also on SIGHUP); from 2.0.16 it warns about a file it does not own or
     // that others can read (MQ-09), so both belong to mosquitto and the hashes stay 0600.
-    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(users), {
+    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(users, ctx.kdf), {
       comment: "#",
       mode: MODE.secret,
       owner: MOSQUITTO_USER,
@@ -177,7 +180,7 @@ export interface StandalonePaths {
  * container address, since the other containers reach it over the compose network (container
  * loopback is not theirs). `files` maps each file to its path in the bundle.
  */
-export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer: StandalonePaths, files: { conf: string; passwd: string; acl: string }): FileSpec[] {
+export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer: StandalonePaths, files: { conf: string; passwd: string; acl: string }, kdf: Pbkdf2): FileSpec[] {
   const view: MosquittoConfView = {
     project: model.project.name,
     standalone: { persistenceLocation: `${inContainer.data.replace(/\/+$/, "")}/` },
@@ -196,7 +199,7 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword"), why: "the platform (Django, Celery)" }];
   return [
     templateFile(files.conf, "mosquitto/mosquitto.conf.njk", view, { comment: "#" }),
-    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(users), { comment: "#", mode: MODE.secret }),
+    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(users, kdf), { comment: "#", mode: MODE.secret }),
     templateFile(files.acl, "mosquitto/acl.njk", aclView(model, undefined), { comment: "#", mode: MODE.groupSecret }),
   ];
 }

@@ -29,7 +29,16 @@ export function mqttLetsEncryptLive(model: Model): string {
   return `/etc/letsencrypt/live/${model.mqtt.domain}`;
 }
 
-export function paths(model: Model) {
+const cache = new WeakMap<Model, Paths>();
+
+/** The paths of a model (computed once per model: every family asks for them). */
+export function paths(model: Model): Paths {
+  let p = cache.get(model);
+  if (!p) cache.set(model, (p = pathsOf(model)));
+  return p;
+}
+
+function pathsOf(model: Model) {
   const n = model.project.name;
   const root = model.project.root;
   const etc = model.project.etcDir;
@@ -90,4 +99,4 @@ export function paths(model: Model) {
   };
 }
 
-export type Paths = ReturnType<typeof paths>;
+export type Paths = ReturnType<typeof pathsOf>;

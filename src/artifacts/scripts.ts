@@ -7,7 +7,8 @@ import type { Host } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { behindLb, has, nearest, required, terminatesSiteTls, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
+import { behindLb, has, required, terminatesSiteTls, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
+import { mqttPlainClients } from "./mosquitto.js";
 import { mqttLetsEncryptLive, paths, siteCertificate, unitNames } from "./paths.js";
 import { hostUnits } from "./systemd.js";
 
@@ -174,11 +175,11 @@ export function privateFirewallRules(ctx: HostContext): FirewallRule[] {
     ]);
   }
   if (has(ctx, "mqtt")) {
-    // Each Django host talks to its own broker if it has one, else to the first (the hub).
-    const clients = t.django.filter((d) => nearest({ ...ctx, host: d }, t.mqtt)?.name === host.name);
+    // The same hosts the broker's private listener is for (mosquitto.ts).
+    const clients = mqttPlainClients(model, host);
     rule(model.mqtt.port, "MQTT (plain, private)", [
-      [clients, "Django"],
-      [t.mqttHub?.name === host.name ? t.mqtt : [], "bridge to this hub"],
+      [clients.django, "Django"],
+      [clients.bridges, "bridge to this hub"],
     ]);
   }
   return rules;
@@ -196,8 +197,8 @@ export function publicFirewallPorts(ctx: HostContext): PublicPort[] {
   if (terminatesSiteTls(ctx)) {
     const server = has(ctx, "lb") ? "HAProxy" : "nginx";
     const acme = model.site.tls.mode === "letsencrypt" ? " and ACME challenges" : "";
-    add(80, `${server}: HTTP redirect${acme}`);
-    add(443, `${server}: HTTPS`);
+    add(model.site.http_port, `${server}: HTTP redirect${acme}`);
+    add(model.site.https_port, `${server}: HTTPS`);
   }
   if (has(ctx, "mqtt") && model.mqtt.tls_port !== undefined) {
     add(model.mqtt.tls_port, "MQTT over TLS for devices");

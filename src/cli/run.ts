@@ -1,4 +1,5 @@
 /** The CLI's commands. All I/O of the project lives under src/cli/. */
+import { pbkdf2Sync } from "node:crypto";
 import { dirname, extname, resolve } from "node:path";
 import { formatIssue, ModelError, type ModelIssue } from "../model/errors.js";
 import { locateIssues, parseModelText, type SourceFormat } from "../model/parse.js";
@@ -6,14 +7,16 @@ import { shown } from "../model/values.js";
 import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
 import { redact } from "../redact.js";
 import { render } from "../render.js";
-import { modelJsonSchema } from "../schema-json.js";
 import { formatMode, type Tree } from "../tree.js";
 import type { CliOptions } from "./args.js";
-import { compareWithDirectory, formatDrift, hasDrift } from "./check.js";
+import { config as zodConfig } from "zod";
 import { IoError, parseSecretsFile, readSecretFiles, readText, writeTree } from "./files.js";
-import { writeStarter } from "./init.js";
 
 export const EXIT = { ok: 0, drift: 1, invalid: 2, io: 3 } as const;
+
+// One validation per process: zod's eval-compiled fast paths cost more to build than they save
+// (about 10 ms of a cold render, bench/run.mjs).
+zodConfig({ jitless: true });
 
 interface Output {
   json: boolean;
@@ -67,12 +70,14 @@ function useColor(options: CliOptions): boolean {
 export async function run(options: CliOptions): Promise<number> {
   const o = output(options);
   try {
+    // Commands load what only they need (the JSON Schema generator, diff, init's template).
     if (options.command === "schema") {
+      const { modelJsonSchema } = await import("../schema-json.js");
       o.out(`${JSON.stringify(modelJsonSchema(), null, 2)}\n`);
       return EXIT.ok;
     }
-    if (options.command === "init") return writeStarter(options.model ?? "novacloud.toml", o);
-    return renderCommand(options, o);
+    if (options.command === "init") return (await import("./init.js")).writeStarter(options.model ?? "novacloud.toml", o);
+    return await renderCommand(options, o);
   } catch (error) {
     if (error instanceof IoError) {
       if (o.json) o.out(`${JSON.stringify({ ok: false, errors: [{ message: error.message }] })}\n`);
@@ -83,7 +88,7 @@ export async function run(options: CliOptions): Promise<number> {
   }
 }
 
-function renderCommand(options: CliOptions, o: Output): number {
+async function renderCommand(options: CliOptions, o: Output): Promise<number> {
   const modelPath = options.model ?? "novacloud.toml";
   const text = readText(modelPath);
   const label = modelPath === "-" ? "<stdin>" : modelPath;
@@ -96,12 +101,15 @@ function renderCommand(options: CliOptions, o: Output): number {
   const baseDir = modelPath === "-" ? process.cwd() : dirname(resolve(modelPath));
   const fileRefs = secretUses(parsed.model).flatMap((u) => (typeof u.ref === "object" && "file" in u.ref ? [u.ref.file] : []));
   const sources = { env, files: readSecretFiles(fileRefs, baseDir) };
+  // Node's native PBKDF2 gives the same bytes as the core's pure-JS default, much faster.
+  const pbkdf2 = (digest: "sha256" | "sha512", password: Uint8Array, salt: Uint8Array, iterations: number, length: number) =>
+    new Uint8Array(pbkdf2Sync(password, salt, iterations, length, digest));
   // Known secret values, to redact from anything shown (resolved again inside render).
   const shownSecrets = secretValues(resolveSecrets(parsed.model, sources).secrets);
 
   let tree: Tree;
   try {
-    tree = render(parsed.model, sources);
+    tree = render(parsed.model, { ...sources, pbkdf2 });
   } catch (error) {
     if (error instanceof ModelError) return reportIssues(o, locateIssues(text, formatOf(modelPath, text), error.issues), label, shownSecrets);
     throw error;
@@ -131,6 +139,7 @@ function renderCommand(options: CliOptions, o: Output): number {
   }
   const outDir = options.out!;
   if (options.check) {
+    const { compareWithDirectory, formatDrift, hasDrift } = await import("./check.js");
     const drift = compareWithDirectory(tree, outDir, shownSecrets);
     if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift }, null, 2)}\n`);
     else if (hasDrift(drift) || !o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));

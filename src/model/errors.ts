@@ -4,7 +4,7 @@
  * one line (control, invisible and bidi characters are escaped), and a path segment that is not
  * a bare TOML key is written quoted, as TOML would (`hosts."web 1"`).
  */
-import type { z } from "zod";
+import type * as z from "zod";
 import { SECRET_KEYS } from "./schema.js";
 import { closest, didYouMean, editDistance, escapeUnsafe, shown } from "./values.js";
 

@@ -4,7 +4,8 @@
  * a `;`, a `$` expansion or a shell command in any output format. Each message names what was
  * expected; `shown()` prints the offending value on one line.
  */
-import { z } from "zod";
+// A namespace import, so bundlers keep only the parts of zod the model uses.
+import * as z from "zod";
 
 // Characters JSON.stringify leaves as they are but a terminal or editor may act on: DEL and C1
 // controls (0x9b is a CSI escape), soft hyphen, zero-width and bidi controls ("trojan source"),

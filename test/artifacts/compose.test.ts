@@ -4,6 +4,7 @@
  * the composeEnv quoting read back exactly by a port of Compose v2's env-file parser, the nginx
  * version gate taken from the image, and the Mosquitto and gunicorn files in their container form.
  */
+import { pbkdf2Js } from "../../src/crypto.js";
 import { pbkdf2Sync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
@@ -217,7 +218,7 @@ describe("compose bundle: files", () => {
     // The same names a host gets: the compose model with one host, rendered by the app family.
     const hosted = variant("compose", (raw) => (raw.hosts = { node1: { address: "10.9.0.5", roles: ["web", "app", "asgi", "worker", "scheduler", "db", "redis", "mqtt"] } }));
     const host = hosted.model.topology.hosts[0]!;
-    const hostEnv = appFamily.files({ model: hosted.model, host, secrets: hosted.secrets }).find((f) => f.path === hosted.model.project.envFile)!;
+    const hostEnv = appFamily.files({ model: hosted.model, host, secrets: hosted.secrets, kdf: pbkdf2Js }).find((f) => f.path === hosted.model.project.envFile)!;
     const keys = (text: string) => text.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.slice(0, l.indexOf("=")));
     expect(keys(content(files, "compose.env"))).toEqual(keys(hostEnv.content));
   });

@@ -3,6 +3,7 @@
  * mosquitto_passwd would accept (checked with node:crypto, not with the code under test), the
  * star of bridges, modes and owners, and a runbook that never shows a password.
  */
+import { pbkdf2Js } from "../../src/crypto.js";
 import { pbkdf2Sync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
@@ -27,7 +28,7 @@ function rendered(model: Model, secrets: Secrets): Rendered {
   const ctx = (name: string): HostContext => {
     const host = model.topology.hosts.find((h) => h.name === name);
     if (!host) throw new Error(`no host ${name}`);
-    return { model, host, secrets };
+    return { model, host, secrets, kdf: pbkdf2Js };
   };
   return { model, secrets, files: (h) => mosquittoFamily.files(ctx(h)), steps: (h) => mosquittoFamily.steps!(ctx(h)) };
 }
@@ -92,14 +93,15 @@ describe("mosquitto family: files", () => {
     // ha-cluster: the app and worker hosts have no broker and use mqtt1's private address.
     const cluster = fixture("ha-cluster");
     expect(plain(cluster, "mqtt1")).toEqual(["listener 1883 127.0.0.1", "listener 1883 10.0.0.51"]);
-    expect(mqttPlainClients(cluster.model, cluster.model.topology.mqtt[0]!).map((h) => h.name)).toEqual(["app1", "app2", "app3", "worker1"]);
+    expect(mqttPlainClients(cluster.model, cluster.model.topology.mqtt[0]!).django.map((h) => h.name)).toEqual(["app1", "app2", "app3", "worker1"]);
     // ha-sentinel: the hub data1 serves the app hosts and the leaf's bridge; the leaf only itself.
     const sentinel = fixture("ha-sentinel");
     expect(plain(sentinel, "data1")).toEqual(["listener 1883 127.0.0.1", "listener 1883 10.1.0.21"]);
     expect(plain(sentinel, "data2")).toEqual(["listener 1883 127.0.0.1"]);
     const [data1, data2] = sentinel.model.topology.mqtt;
-    expect(mqttPlainClients(sentinel.model, data1!).map((h) => h.name)).toEqual(["app1", "app2", "data2"]);
-    expect(mqttPlainClients(sentinel.model, data2!)).toEqual([]);
+    const hub = mqttPlainClients(sentinel.model, data1!);
+    expect([...hub.django, ...hub.bridges].map((h) => h.name)).toEqual(["app1", "app2", "data2"]);
+    expect(mqttPlainClients(sentinel.model, data2!)).toEqual({ django: [], bridges: [] });
   });
 
   it("has a TLS listener on every address with the copied certificate exactly when mqtt.tls_port is set", () => {

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { loadFixture } from "../helpers/fixtures.js";
-import type { HostContext } from "../../src/artifacts/context.js";
+import { hostContexts as contextsFor, type HostContext } from "../../src/artifacts/context.js";
 import { parseModel } from "../../src/model/parse.js";
 import { resolveSecrets } from "../../src/model/secrets.js";
 import { toModel } from "../../src/render.js";
@@ -20,7 +20,7 @@ export function hostContexts(fixture: string): HostContext[] {
   const model = toModel(f.model);
   const { secrets, issues } = resolveSecrets(model, f.sources);
   if (issues.length > 0) throw new Error(`fixture ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return model.topology.hosts.map((host) => ({ model, host, secrets }));
+  return contextsFor(model, secrets);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ export function variantContexts(fixture: string, change: (raw: Record<string, an
   if (!result.ok) throw new Error(`variant of ${fixture} is invalid: ${result.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
   const { secrets, issues } = resolveSecrets(result.model, f.sources);
   if (issues.length > 0) throw new Error(`variant of ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return result.model.topology.hosts.map((host) => ({ model: result.model, host, secrets }));
+  return contextsFor(result.model, secrets);
 }
 
 /** Sets raw[a][b]... = value, creating tables on the way. */

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
-import type { HostContext } from "../../src/artifacts/context.js";
+import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
 import { paths } from "../../src/artifacts/paths.js";
 import { redisFamily, replicaOfLine, sentinelQuorum } from "../../src/artifacts/redis.js";
 import { parseSecretsFile } from "../../src/cli/files.js";
@@ -28,7 +28,7 @@ function contexts(fixture: string, change?: (raw: Record<string, any>) => void, 
   const sources: SecretSources = { ...f.sources, env: { ...f.sources.env, ...env } };
   const { secrets, issues } = resolveSecrets(parsed.model, sources);
   if (issues.length > 0) throw new Error(issues.map((i) => i.message).join("; "));
-  return parsed.model.topology.hosts.map((host) => ({ model: parsed.model, host, secrets }));
+  return hostContexts(parsed.model, secrets);
 }
 
 function host(ctxs: HostContext[], name: string): HostContext {

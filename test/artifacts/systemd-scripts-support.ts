@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import type { HostContext } from "../../src/artifacts/context.js";
+import { hostContexts as contextsFor, type HostContext } from "../../src/artifacts/context.js";
 import { parseModel } from "../../src/model/parse.js";
 import { resolveSecrets } from "../../src/model/secrets.js";
 import { FIXTURES, loadFixture } from "../helpers/fixtures.js";
@@ -15,7 +15,7 @@ export function hostContexts(fixture: string): HostContext[] {
   const f = loadFixture(fixture);
   const { secrets, issues } = resolveSecrets(f.model, f.sources);
   if (issues.length > 0) throw new Error(`fixture ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return f.model.topology.hosts.map((host) => ({ model: f.model, host, secrets }));
+  return contextsFor(f.model, secrets);
 }
 
 type Plain = Record<string, unknown>;
@@ -47,7 +47,7 @@ export function contextsWith(fixture: string, changes: Plain): HostContext[] {
   if (!parsed.ok) throw new Error(parsed.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
   const { secrets, issues } = resolveSecrets(parsed.model, f.sources);
   if (issues.length > 0) throw new Error(issues.map((i) => i.message).join("; "));
-  return parsed.model.topology.hosts.map((host) => ({ model: parsed.model, host, secrets }));
+  return contextsFor(parsed.model, secrets);
 }
 
 export function contextOf(contexts: readonly HostContext[], host: string): HostContext {

@@ -7,6 +7,7 @@
  * bridged brokers of ha-sentinel carry a message from the leaf to the hub and back, and a
  * conf.d file that repeats Debian's `log_dest file` is caught (MQ-01).
  */
+import { pbkdf2Js } from "../../src/crypto.js";
 import { readFileSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { paths } from "../../src/artifacts/paths.js";
@@ -40,7 +41,7 @@ function renderMosquitto(name: string): Tree {
   const f = loadFixture(name);
   const { secrets } = resolveSecrets(f.model, f.sources);
   const entries = f.model.topology.hosts.flatMap((host) =>
-    mosquittoFamily.files({ model: f.model, host, secrets }).map((spec) => [`${host.name}${spec.path}`, spec.content] as const),
+    mosquittoFamily.files({ model: f.model, host, secrets, kdf: pbkdf2Js }).map((spec) => [`${host.name}${spec.path}`, spec.content] as const),
   );
   return new Map(entries);
 }

@@ -5,6 +5,7 @@
  * refuse with its own message (12: wal_keep_segments), report no configuration error, run the
  * init SQL twice, and let the roles log in with their passwords (the SCRAM verifiers match).
  */
+import { pbkdf2Js } from "../../src/crypto.js";
 import { chownSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -204,7 +205,7 @@ describe.skipIf(!available)("PostgreSQL 15 accepts the rendered configuration", 
 
       // The runbook's own check queries, pointed at the sandbox socket.
       const prefix = `runuser -u postgres -- psql -p ${model.postgres.port} `;
-      const checks = postgresFamily.steps!({ model, host: model.topology.hosts.find((h) => h.name === c.host)!, secrets: {} })
+      const checks = postgresFamily.steps!({ model, host: model.topology.hosts.find((h) => h.name === c.host)!, secrets: {}, kdf: pbkdf2Js })
         .filter((s) => s.phase === "verify")
         .flatMap((s) => s.commands ?? [])
         .filter((cmd) => cmd.startsWith(prefix));
