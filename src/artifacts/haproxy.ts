@@ -45,6 +45,9 @@ function haproxyView(ctx: HostContext) {
       tunnel: h.timeout_tunnel,
     },
     httpPort: model.site.http_port,
+    // The HTTPS URL for the redirect when a port is not the default (the path and query follow).
+    redirectPrefix:
+      model.site.http_port === 80 && model.site.https_port === 443 ? undefined : `https://%[req.hdr(host),field(1,:)]:${model.site.https_port}`,
     httpsPort: model.site.https_port,
     ipv6: model.site.ipv6,
     pem: p.haproxyPem,

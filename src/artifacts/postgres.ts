@@ -247,6 +247,8 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
       "-U", shell(pg.replication.user),
       "-D", shell(p.pgDataDir),
       "-X", "stream",
+      // Start now instead of waiting up to checkpoint_timeout for the next checkpoint.
+      "--checkpoint=fast",
       "-R",
       ...(pg.replication.slots ? ["-C", "-S", slotName(ctx.host)] : []),
       "-P",

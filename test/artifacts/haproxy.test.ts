@@ -197,6 +197,11 @@ describe("HAProxy family", () => {
 });
 
 describe("HAProxy options and version gates", () => {
+  it("redirects with `redirect scheme` on the default ports", () => {
+    const { s } = config(lbOf(hostContexts("ha-cluster")));
+    expect(section(s, "frontend fe_http")).toContain("http-request redirect scheme https code 301 unless is_acme");
+  });
+
   it("falls back to the pre-2.2 health check form only where `http-check send` does not exist (HAP-03)", () => {
     const check = (v: string) => section(config(lbOf(variantContexts("ha-sentinel", (m) => setKey(m, "platform.haproxy", v)))).s, "backend be_web");
     const modern = check("2.2.0");
@@ -225,6 +230,8 @@ describe("HAProxy options and version gates", () => {
     );
     const { s } = config(ctx);
     expect(section(s, "frontend fe_http").filter((l) => l.startsWith("bind "))).toEqual(["bind :8081"]);
+    // Off the default ports the redirect drops the Host header's port and names the HTTPS one.
+    expect(section(s, "frontend fe_http")).toContain("http-request redirect prefix https://%[req.hdr(host),field(1,:)]:8443 code 301 unless is_acme");
     expect(section(s, "frontend fe_https").filter((l) => l.startsWith("bind "))).toHaveLength(1);
     expect(section(s, "frontend fe_https")[0]).toMatch(/^bind :8443 ssl /);
     expect(section(s, "frontend fe_https")).toContain("acl is_websocket path_beg /socket/");

@@ -16,7 +16,7 @@ import { resolveSecrets, type Secrets, type SecretSources } from "../../src/mode
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { freePort, programsAvailable, relocate, run, sandbox, selfSignedCertificate, stopAll, type Sandbox } from "../helpers/programs.js";
-import { clientConfig, publish, roundTrip, startBroker } from "./mosquitto-broker.js";
+import { clientConfig, publish, roundTrip, startBroker } from "../helpers/mosquitto.js";
 
 const available = programsAvailable("compose lint", {
   "docker-compose": "docker-compose",

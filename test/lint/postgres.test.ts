@@ -15,10 +15,9 @@ import type { Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
 import type { Tree } from "../../src/tree.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
+import { AS_ROOT, asPostgres, BIN, giveToPostgres, INSTALLED, put, stopCluster } from "../helpers/postgres.js";
 import { freePort, programsAvailable, run, sandbox, selfSignedCertificate, waitFor, type RunResult, type Sandbox } from "../helpers/programs.js";
 
-const INSTALLED = 15;
-const BIN = `/usr/lib/postgresql/${INSTALLED}/bin`;
 const available = programsAvailable("PostgreSQL lint", {
   [`${BIN}/initdb`]: `postgresql-${INSTALLED}`,
   [`${BIN}/pg_ctl`]: `postgresql-${INSTALLED}`,
@@ -26,31 +25,6 @@ const available = programsAvailable("PostgreSQL lint", {
   runuser: "util-linux",
   openssl: "openssl",
 });
-
-const AS_ROOT = process.getuid?.() === 0;
-
-/** initdb and the server refuse to run as root: as root, run them as the postgres OS user. */
-function asPostgres(command: string, args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
-  return AS_ROOT ? run("runuser", ["-u", "postgres", "--", command, ...args], options) : run(command, args, options);
-}
-
-function postgresIds(): { uid: number; gid: number } | undefined {
-  if (!AS_ROOT) return undefined;
-  return { uid: Number(run("id", ["-u", "postgres"]).stdout.trim()), gid: Number(run("id", ["-g", "postgres"]).stdout.trim()) };
-}
-
-function giveToPostgres(path: string): void {
-  const ids = postgresIds();
-  if (ids) chownSync(path, ids.uid, ids.gid);
-}
-
-/** Writes a file the server reads (owned by postgres when running as root). */
-function put(path: string, content: string, mode = 0o600): string {
-  writeFileSync(path, content, { mode });
-  chmodSync(path, mode);
-  giveToPostgres(path);
-  return path;
-}
 
 interface Case {
   readonly label: string;
@@ -97,24 +71,6 @@ let cert: { cert: string; key: string };
 const started: string[] = [];
 
 /** Stops a throwaway cluster by the PID in its postmaster.pid (immediate shutdown) and waits for it to exit. */
-async function stopCluster(dataDir: string): Promise<void> {
-  const pidFile = join(dataDir, "postmaster.pid");
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
-  // The postmaster is reparented when pg_ctl exits: once it has exited it may linger as a
-  // zombie until its new parent reaps it, so a zombie counts as stopped.
-  const alive = () => {
-    try {
-      return readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "")[0] !== "Z";
-    } catch {
-      return false;
-    }
-  };
-  if (!alive()) return;
-  process.kill(pid, "SIGQUIT");
-  await waitFor(`postgres ${pid} to stop`, () => !alive(), 20_000);
-}
-
 async function stopAllClusters(): Promise<void> {
   while (started.length > 0) await stopCluster(started.pop()!);
 }

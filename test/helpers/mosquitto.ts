@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { chownSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { freePort, relocate, run, startServer, waitFor, type Sandbox, type Server } from "../helpers/programs.js";
+import { freePort, relocate, run, startServer, waitFor, type Sandbox, type Server } from "./programs.js";
 
 /** Debian 12's packaged /etc/mosquitto/mosquitto.conf, used when the real one is not installed. */
 const DEBIAN_MAIN_CONF = `# Place your local configuration in /etc/mosquitto/conf.d/
