@@ -2,7 +2,7 @@
  * The application's own files on hosts that run Django code: the .env it reads and, on app
  * hosts, gunicorn_config.py.
  */
-import type { Model } from "../model/normalize.js";
+import { runsDjango, type Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
 import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
@@ -137,7 +137,7 @@ export function gunicornView(model: Model, bind: string, forwardedAllowIps: stri
 function appFiles(ctx: HostContext): FileSpec[] {
   const { model } = ctx;
   const files: FileSpec[] = [];
-  if (model.topology.django.some((h) => h.name === ctx.host.name)) {
+  if (runsDjango(ctx.host)) {
     files.push(
       templateFile(model.project.envFile, "app/env.njk", envView(model, ctx.secrets, hostEndpoints(ctx)), {
         comment: "#",
@@ -166,7 +166,7 @@ function appSteps(ctx: HostContext): RunbookStep[] {
   const { model } = ctx;
   const p = model.project;
   const t = model.topology;
-  if (!t.django.some((h) => h.name === ctx.host.name)) return [];
+  if (!runsDjango(ctx.host)) return [];
   const fits = model.caps.python.systemPythonFits;
   const steps: RunbookStep[] = [
     {

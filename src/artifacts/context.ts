@@ -5,8 +5,7 @@
  */
 import { pbkdf2Js, type Pbkdf2 } from "../crypto.js";
 import type { ModelIssue } from "../model/errors.js";
-import type { Host, Model } from "../model/normalize.js";
-import { addressFrom } from "../model/normalize.js";
+import { addressFrom, type Host, type Model } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
 import type { Secrets } from "../model/secrets.js";
 import type { FileSpec } from "../tree.js";

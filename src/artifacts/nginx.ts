@@ -10,8 +10,7 @@
  * In both, nginx serves static and media files and proxies to gunicorn and daphne on loopback.
  */
 import type { Capabilities } from "../model/capabilities.js";
-import type { Model } from "../model/normalize.js";
-import { identifierFrom } from "../model/normalize.js";
+import { identifierFrom, type Model } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import type { FileSpec } from "../tree.js";

@@ -4,7 +4,7 @@
  * primary, the replication password file on standbys, and the hand steps (install, restart,
  * roles, pg_basebackup) in the order the errata gives them.
  */
-import type { Host, Model } from "../model/normalize.js";
+import { runsDjango, type Host, type Model } from "../model/normalize.js";
 import { DISTRIBUTIONS } from "../model/capabilities.js";
 import { scramSha256Verifier, type Pbkdf2 } from "../crypto.js";
 import { pgHba, shell, sqlLiteral } from "../quote.js";
@@ -101,7 +101,7 @@ function hbaView(ctx: HostContext) {
   const user = pgHba(pg.user);
   const hostType = pg.ssl ? "hostssl" : "host";
   const rules: HbaRule[] = [];
-  const local = model.topology.django.some((h) => h.name === host.name);
+  const local = runsDjango(host);
   const backup = host.roles.has("db")
     ? "the nightly backup (pg_dump -h 127.0.0.1 as the project user, with its .pgpass)"
     : "the nightly backup once this standby is promoted";

@@ -4,6 +4,7 @@
  * (packages merged into one line, the service account, copying the tree and fixing owners),
  * sorts everything by phase and renders one Markdown file.
  */
+import { runsDjango } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { formatMode, type FileSpec } from "../tree.js";
@@ -24,7 +25,7 @@ const PHASE_TITLES: Record<RunbookPhase, string> = {
 
 /** True when the host needs the project's system account (it runs Django code or the backup). */
 function needsAccount(ctx: HostContext): boolean {
-  return ctx.model.topology.django.some((h) => h.name === ctx.host.name) || ctx.host.roles.has("db");
+  return runsDjango(ctx.host) || ctx.host.roles.has("db");
 }
 
 function accountStep(ctx: HostContext): RunbookStep {

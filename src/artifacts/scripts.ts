@@ -3,7 +3,7 @@
  * (errata 11, 12), update.sh (14), logrotate for gunicorn's logs (13), the ufw rules (15) and
  * the certbot deploy hook that refreshes every copy of a renewed certificate (6, TLS-01).
  */
-import type { Host } from "../model/normalize.js";
+import { runsDjango, type Host } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
@@ -11,10 +11,6 @@ import { behindLb, has, required, terminatesSiteTls, type HostContext, type Host
 import { mqttPlainClients } from "./mosquitto.js";
 import { mqttLetsEncryptLive, paths, siteCertificate, unitNames } from "./paths.js";
 import { hostUnits } from "./systemd.js";
-
-function isDjangoHost(ctx: HostContext, host: Host = ctx.host): boolean {
-  return ctx.model.topology.django.some((h) => h.name === host.name);
-}
 
 function backupTag(ctx: HostContext): string {
   return `${ctx.model.project.name}-backup`;
@@ -40,7 +36,7 @@ function backupView(ctx: HostContext) {
     media: has(ctx, "app") ? { parent: mediaParent, name: p.mediaDir.slice(mediaParent.length).replace(/^\//, ""), dir: p.mediaDir } : undefined,
     // BK-04: the .env (every secret) only encrypted, and only where it exists.
     age:
-      model.backup.age_recipient !== undefined && isDjangoHost(ctx)
+      model.backup.age_recipient !== undefined && runsDjango(ctx.host)
         ? { recipient: model.backup.age_recipient, envFile: p.envFile }
         : undefined,
   };
@@ -143,9 +139,10 @@ export function privateFirewallRules(ctx: HostContext): FirewallRule[] {
         byHost.set(h.name, entry);
       }
     }
-    const sources = t.hosts
-      .filter((h) => byHost.has(h.name))
-      .map((h) => ({ address: h.address, host: h.name, why: byHost.get(h.name)!.why.join(", ") }));
+    // In host order (hosts are sorted by name), without scanning every host for every rule.
+    const sources = [...byHost.values()]
+      .sort((a, b) => (a.host.name < b.host.name ? -1 : a.host.name > b.host.name ? 1 : 0))
+      .map(({ host: h, why }) => ({ address: h.address, host: h.name, why: why.join(", ") }));
     if (sources.length > 0) rules.push({ port, service, sources });
   };
   if (has(ctx, "web") && behindLb(model) && t.lb) {
@@ -268,7 +265,7 @@ function scriptsFiles(ctx: HostContext): FileSpec[] {
   const pth = paths(model);
   const files: FileSpec[] = [];
   if (has(ctx, "db")) files.push(...backupFiles(ctx));
-  if (isDjangoHost(ctx)) {
+  if (runsDjango(ctx.host)) {
     files.push(templateFile(pth.updateScript, "scripts/update.sh.njk", updateView(ctx), { comment: "#", mode: MODE.script }));
   }
   if (has(ctx, "app")) {
@@ -309,7 +306,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       why: `cron runs it as ${p.user} at "${model.backup.schedule}" (UTC names, keep ${model.backup.keep_days} days); its output is in \`journalctl -t ${backupTag(ctx)}\`. Restore with pg_restore --clean --if-exists.`,
     });
   }
-  if (isDjangoHost(ctx)) {
+  if (runsDjango(ctx.host)) {
     const migrator = t.migrator?.name === ctx.host.name;
     const dbHere = has(ctx, "db");
     const order = migrator

@@ -79,12 +79,19 @@ export function hostsOf(parsed: Pick<ParsedModel, "hosts">): Host[] {
     });
 }
 
+const DJANGO_ROLES: readonly Role[] = ["app", "asgi", "worker", "scheduler"];
+
+/** True when the host runs Django code (app, asgi, worker or scheduler): it gets the .env and a venv. */
+export function runsDjango(host: Host): boolean {
+  return DJANGO_ROLES.some((r) => host.roles.has(r));
+}
+
 export function topologyOf(hosts: readonly Host[]): Topology {
   const withRole = (role: Role) => hosts.filter((h) => h.roles.has(role));
   const redis = withRole("redis");
   const mqtt = withRole("mqtt");
   const app = withRole("app");
-  const django = hosts.filter((h) => ["app", "asgi", "worker", "scheduler"].some((r) => h.roles.has(r as Role)));
+  const django = hosts.filter(runsDjango);
   return {
     hosts,
     db: withRole("db")[0],

@@ -43,7 +43,6 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
   return ports;
 }
 
-const DJANGO_ROLES: readonly Role[] = ["app", "asgi", "worker", "scheduler"];
 
 function isSet(ref: SecretRef | undefined): boolean {
   return ref !== undefined;
@@ -218,4 +217,3 @@ export function inlineSecretPaths(parsed: ParsedModel): string[] {
   return candidates.filter(([, ref]) => typeof ref === "string").map(([path]) => path);
 }
 
-export { DJANGO_ROLES };
