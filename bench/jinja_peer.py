@@ -22,7 +22,7 @@ def shell(v):
     return v if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", v) else "'" + v.replace("'", "'\\''") + "'"
 
 
-def env_value(v):
+def env_value(v, dialect="systemd"):
     v = str(v)
     if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]*", v):
         return v
@@ -61,7 +61,7 @@ def main():
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
+        # JSON drops undefined view keys; like nunjucks, a missing key is falsy in a condition.
     )
     env.filters.update(FILTERS)
     os.makedirs(out, exist_ok=True)

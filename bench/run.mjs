@@ -220,6 +220,37 @@ function peer(label, command, args, probeArgs = ["--version"], missing = `${comm
   );
 }
 
+if (process.argv.includes("--peers")) {
+  // cdk8s and projen from the npm registry, installed once into bench/.peers (not committed).
+  const peers = join(ROOT, "bench", ".peers");
+  mkdirSync(peers, { recursive: true });
+  writeFileSync(join(peers, "package.json"), JSON.stringify({ name: "bench-peers", private: true }));
+  const install = spawnSync("npm", ["install", "--no-audit", "--no-fund", "cdk8s@2", "constructs@10", "cdk8s-cli@2", "projen@0"], { cwd: peers, env, encoding: "utf8" });
+  if (install.status !== 0) {
+    rows.push(["peers: cdk8s, projen", "not measured", install.stderr.split("\n")[0], ""]);
+  } else {
+    const single = loadFixture("single-node");
+    const files = String(lib.render(single.model, single.sources).size);
+    const cdk8sDir = join(work, "cdk8s");
+    mkdirSync(cdk8sDir, { recursive: true });
+    writeFileSync(join(cdk8sDir, "cdk8s.yaml"), `app: node ${join(ROOT, "bench", "peers", "cdk8s-main.cjs")}\n`);
+    // CDK8S_CHECK_UPGRADE=false: cdk8s-cli otherwise asks a web service for its latest version.
+    const withPeers = { ...env, NODE_PATH: join(peers, "node_modules"), FILES: files, CDK8S_CHECK_UPGRADE: "false" };
+    const time = (label, command, args, cwd) => {
+      const times = [];
+      for (let i = 0; i < (quick ? 3 : 11); i++) {
+        const start = process.hrtime.bigint();
+        const r = spawnSync(command, args, { cwd, env: { ...withPeers, OUTDIR: join(work, `projen-${i}`) }, encoding: "utf8" });
+        if (r.status !== 0) return rows.push([label, "failed", (r.stderr || r.stdout).split("\n")[0], ""]);
+        times.push(Number(process.hrtime.bigint() - start));
+      }
+      rows.push([label, fmtMs(median(times)), `${files} files`, ""]);
+    };
+    time(`peer: cdk8s synth (${files} charts)`, process.execPath, [join(peers, "node_modules", "cdk8s-cli", "bin", "cdk8s"), "synth"], cdk8sDir);
+    time(`peer: projen synth (${files} text files)`, process.execPath, [join(ROOT, "bench", "peers", "projenrc.cjs")], work);
+  }
+}
+
 rmSync(work, { recursive: true, force: true });
 
 // --- report ---------------------------------------------------------------------------------
