@@ -4,23 +4,15 @@
  * (a level inherits these array directives only when it defines none itself), and the host
  * contexts of a fixture, so a family can be called on its own.
  */
-import { readFileSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
-import { loadFixture } from "../helpers/fixtures.js";
-import { hostContexts as contextsFor, type HostContext } from "../../src/artifacts/context.js";
-import { parseModel } from "../../src/model/parse.js";
-import { resolveSecrets } from "../../src/model/secrets.js";
-import { toModel } from "../../src/render.js";
+import { fixtureContexts } from "../helpers/fixtures.js";
+import type { HostContext } from "../../src/artifacts/context.js";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
+/** One context per host of a fixture, as render() builds them. */
 export function hostContexts(fixture: string): HostContext[] {
-  const f = loadFixture(fixture);
-  const model = toModel(f.model);
-  const { secrets, issues } = resolveSecrets(model, f.sources);
-  if (issues.length > 0) throw new Error(`fixture ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return contextsFor(model, secrets);
+  return fixtureContexts(fixture);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,14 +233,7 @@ export function headerProblems(httpLevel: Directive[], required: readonly string
 
 /** The host contexts of `fixture` after `change` edited its raw model (as read from TOML). */
 export function variantContexts(fixture: string, change: (raw: Record<string, any>) => void): HostContext[] {
-  const f = loadFixture(fixture);
-  const raw = parseToml(readFileSync(f.modelPath, "utf8")) as Record<string, any>;
-  change(raw);
-  const result = parseModel(raw);
-  if (!result.ok) throw new Error(`variant of ${fixture} is invalid: ${result.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
-  const { secrets, issues } = resolveSecrets(result.model, f.sources);
-  if (issues.length > 0) throw new Error(`variant of ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return contextsFor(result.model, secrets);
+  return fixtureContexts(fixture, change);
 }
 
 /** Sets raw[a][b]... = value, creating tables on the way. */

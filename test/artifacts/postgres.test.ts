@@ -5,37 +5,16 @@
  * back the way libpq reads it, and the runbook steps.
  */
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
-import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
+import type { HostContext } from "../../src/artifacts/context.js";
 import { paths } from "../../src/artifacts/paths.js";
 import { pgSizeMegabytes, postgresFamily, scramSafe, slotName } from "../../src/artifacts/postgres.js";
 import { parseSecretsFile } from "../../src/cli/files.js";
-import { parseModel } from "../../src/model/parse.js";
-import { resolveSecrets, type SecretSources } from "../../src/model/secrets.js";
 import { secretForms } from "../../src/redact.js";
-import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
+import { contextOf, fixtureContexts, fixtureNames, loadFixture } from "../helpers/fixtures.js";
 
 /** Every host of a fixture as a family sees it, optionally with the raw model changed first. */
-function contexts(fixture: string, change?: (raw: Record<string, any>) => void, env?: Record<string, string>): HostContext[] {
-  const f = loadFixture(fixture);
-  const raw = parseToml(readFileSync(f.modelPath, "utf8")) as Record<string, any>;
-  change?.(raw);
-  const parsed = parseModel(raw);
-  if (!parsed.ok) throw new Error(`${fixture} variant: ${parsed.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
-  const sources: SecretSources = { ...f.sources, env: { ...f.sources.env, ...env } };
-  const { secrets, issues } = resolveSecrets(parsed.model, sources);
-  if (issues.length > 0) throw new Error(issues.map((i) => i.message).join("; "));
-  return hostContexts(parsed.model, secrets);
-}
-
-function host(ctxs: HostContext[], name: string): HostContext {
-  const ctx = ctxs.find((c) => c.host.name === name);
-  if (!ctx) throw new Error(`no host ${name}`);
-  return ctx;
-}
 
 function fileOf(ctx: HostContext, path: string) {
   return postgresFamily.files(ctx).find((f) => f.path === path);
@@ -109,7 +88,7 @@ function envOf(ctx: HostContext): Record<string, string> {
   return parseSecretsFile(env.content, env.path);
 }
 
-const ALL = fixtureNames().flatMap((name) => (loadFixture(name).model.topology.hosts.length > 0 ? contexts(name).map((c) => ({ name, ctx: c })) : []));
+const ALL = fixtureNames().flatMap((name) => (loadFixture(name).model.topology.hosts.length > 0 ? fixtureContexts(name).map((c) => ({ name, ctx: c })) : []));
 
 describe("PostgreSQL family", () => {
   it("gives db hosts conf.d + pg_hba.conf, the primary the init SQL, standbys the password file", () => {
@@ -139,7 +118,7 @@ describe("PostgreSQL family", () => {
 
   it("never mentions recovery.conf settings, trigger files or md5 (PG-03/04/05), for every version", () => {
     for (const version of [12, 13, 14, 15, 16, 17]) {
-      for (const ctx of contexts("pg12", (raw) => (raw.postgres.version = version))) {
+      for (const ctx of fixtureContexts("pg12", (raw) => (raw.postgres.version = version))) {
         // Settings and statements only: comments may explain what is left out.
         const text = postgresFamily.files(ctx)
           .flatMap((f) => f.content.split("\n"))
@@ -156,13 +135,13 @@ describe("PostgreSQL family", () => {
 
   it("emits the WAL retention setting of each version (PG-01, PG-08)", () => {
     for (const version of [12, 13, 14, 15, 16, 17]) {
-      const ctxs = contexts("pg12", (raw) => {
+      const ctxs = fixtureContexts("pg12", (raw) => {
         raw.postgres.version = version;
         raw.postgres.replication.wal_keep_size = "2GB";
         raw.postgres.replication.max_slot_wal_keep_size = "30GB";
       });
       for (const name of ["node1", "node2"]) {
-        const ctx = host(ctxs, name);
+        const ctx = contextOf(ctxs, name);
         const s = settings(fileOf(ctx, paths(ctx.model).pgConfD)!.content);
         expect(s.get("wal_level")).toBe("replica");
         expect(s.get("hot_standby")).toBe("on");
@@ -186,7 +165,7 @@ describe("PostgreSQL family", () => {
   });
 
   it("listens on the private address only when another host connects (PG-02)", () => {
-    const single = host(contexts("single-node"), "node1");
+    const single = contextOf(fixtureContexts("single-node"), "node1");
     expect(settings(fileOf(single, paths(single.model).pgConfD)!.content).get("listen_addresses")).toBe("localhost");
     for (const { name, ctx } of ALL) {
       const conf = fileOf(ctx, paths(ctx.model).pgConfD);
@@ -204,7 +183,7 @@ describe("PostgreSQL family", () => {
     for (const { name, ctx } of ALL) {
       if (!ctx.model.topology.django.some((h) => h.name === ctx.host.name)) continue;
       const env = envOf(ctx);
-      const dbCtx = host(contexts(name), ctx.model.topology.db!.name);
+      const dbCtx = contextOf(fixtureContexts(name), ctx.model.topology.db!.name);
       const p = paths(ctx.model);
       const listen = settings(fileOf(dbCtx, p.pgConfD)!.content).get("listen_addresses")!.split(",");
       const rules = hbaRules(fileOf(dbCtx, p.pgHba)!.content);
@@ -223,13 +202,13 @@ describe("PostgreSQL family", () => {
   });
 
   it("admits replication from every other member on every member, so any standby can be promoted (PG-03, PG-09)", () => {
-    const ctxs = contexts("ha-cluster");
+    const ctxs = fixtureContexts("ha-cluster");
     const members = ["db1", "db2", "db3"];
     for (const name of members) {
-      const ctx = host(ctxs, name);
+      const ctx = contextOf(ctxs, name);
       const rules = hbaRules(fileOf(ctx, paths(ctx.model).pgHba)!.content);
       const repl = rules.filter((r) => r.database === "replication");
-      const expected = members.filter((m) => m !== name).map((m) => `${host(ctxs, m).host.address}/32`);
+      const expected = members.filter((m) => m !== name).map((m) => `${contextOf(ctxs, m).host.address}/32`);
       expect(repl.map((r) => r.address).sort(), name).toEqual(expected.sort());
       for (const r of repl) expect(r).toMatchObject({ type: "hostssl", user: "replicator", method: "scram-sha-256" });
       // Debian's local lines first; the backup's loopback line on every member.
@@ -243,20 +222,20 @@ describe("PostgreSQL family", () => {
   });
 
   it("uses host instead of hostssl and leaves ssl alone when postgres.ssl = false", () => {
-    const ctx = host(contexts("ha-cluster", (raw) => (raw.postgres.ssl = false)), "db1");
+    const ctx = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.ssl = false)), "db1");
     const p = paths(ctx.model);
     const s = settings(fileOf(ctx, p.pgConfD)!.content);
     expect(s.has("ssl")).toBe(false);
     const rules = hbaRules(fileOf(ctx, p.pgHba)!.content);
     expect(rules.some((r) => r.type === "hostssl")).toBe(false);
     expect(rules.filter((r) => r.type === "host").length).toBeGreaterThan(1);
-    const withSsl = settings(fileOf(host(contexts("options"), "iot1"), p.pgConfD.replace("/15/", "/16/").replace("novacloud", "iotcloud"))!.content);
+    const withSsl = settings(fileOf(contextOf(fixtureContexts("options"), "iot1"), p.pgConfD.replace("/15/", "/16/").replace("novacloud", "iotcloud"))!.content);
     expect(withSsl.get("ssl")).toBe("on");
     expect(withSsl.get("ssl_cert_file")).toBe("/etc/ssl/certs/ssl-cert-snakeoil.pem");
   });
 
   it("quotes names pg_hba.conf would read as keywords", () => {
-    const ctx = host(contexts("single-node", (raw) => (raw.postgres.database = "replication")), "node1");
+    const ctx = contextOf(fixtureContexts("single-node", (raw) => (raw.postgres.database = "replication")), "node1");
     const hba = fileOf(ctx, paths(ctx.model).pgHba)!.content;
     expect(hba).toMatch(/^host\s+"replication"\s+novacloud\s+127\.0\.0\.1\/32\s+scram-sha-256$/m);
   });
@@ -285,7 +264,7 @@ describe("PostgreSQL family", () => {
     const password = "pässwörd 'x' \\";
     expect(scramSafe(password)).toBe(false);
     expect(scramSafe("db p@ss \"dq\" 'sq' $HOME \\back\\slash #hash 100%")).toBe(true);
-    const ctx = host(contexts("options", undefined, { IOT_DB_PASSWORD: password }), "iot1");
+    const ctx = contextOf(fixtureContexts("options", undefined, { IOT_DB_PASSWORD: password }), "iot1");
     const sql = fileOf(ctx, paths(ctx.model).pgInitSql)!.content;
     expect(sql).toContain(`PASSWORD 'pässwörd ''x'' \\';`);
     expect(sql).toMatch(/SASLprep/);
@@ -294,7 +273,7 @@ describe("PostgreSQL family", () => {
 
   it("hands the schema public to the owner before 15 only (INST-04)", () => {
     for (const version of [12, 13, 14, 15, 16, 17]) {
-      const ctx = host(contexts("single-node", (raw) => (raw.postgres.version = version)), "node1");
+      const ctx = contextOf(fixtureContexts("single-node", (raw) => (raw.postgres.version = version)), "node1");
       const sql = fileOf(ctx, paths(ctx.model).pgInitSql)!.content;
       const hands = /ALTER SCHEMA public OWNER TO novacloud;/.test(sql) && /REVOKE CREATE ON SCHEMA public FROM PUBLIC;/.test(sql);
       expect(hands, String(version)).toBe(version < 15);
@@ -303,8 +282,8 @@ describe("PostgreSQL family", () => {
 
   it("writes the standby's .pgpass so libpq reads back the replication password", () => {
     const password = "repl:pw\\with:colons \\ and #";
-    const ctxs = contexts("ha-cluster", undefined, { NOVACLOUD_REPLICATION_PASSWORD: password });
-    const ctx = host(ctxs, "db2");
+    const ctxs = fixtureContexts("ha-cluster", undefined, { NOVACLOUD_REPLICATION_PASSWORD: password });
+    const ctx = contextOf(ctxs, "db2");
     const lines = fileOf(ctx, paths(ctx.model).standbyPgpass)!.content.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
     const parsed = lines.map(pgpassFields);
     expect(parsed).toEqual([
@@ -314,7 +293,7 @@ describe("PostgreSQL family", () => {
   });
 
   it("clones a standby as the errata orders it, with a slot named after the host (PG-06, PG-08)", () => {
-    const ctx = host(contexts("ha-cluster"), "db2");
+    const ctx = contextOf(fixtureContexts("ha-cluster"), "db2");
     const p = paths(ctx.model);
     const steps = postgresFamily.steps!(ctx);
     const clone = steps.find((s) => s.phase === "database" && s.commands?.some((c) => c.includes("pg_basebackup")))!;
@@ -339,21 +318,21 @@ describe("PostgreSQL family", () => {
     expect(verify.some((c) => c.includes("pg_is_in_recovery()"))).toBe(true);
     expect(verify.some((c) => c.includes("pg_promote()"))).toBe(true);
 
-    const noSlots = host(contexts("ha-cluster", (raw) => (raw.postgres.replication.slots = false)), "db2");
+    const noSlots = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.replication.slots = false)), "db2");
     const bb2 = postgresFamily.steps!(noSlots).flatMap((s) => s.commands ?? []).find((c) => c.includes("pg_basebackup") && !c.startsWith("#"))!;
     expect(bb2).not.toMatch(/ -C | -S /);
 
-    const dashed = contexts("ha-cluster", (raw) => {
+    const dashed = fixtureContexts("ha-cluster", (raw) => {
       raw.hosts["db-west-2"] = raw.hosts.db2;
       delete raw.hosts.db2;
     });
-    const slot = slotName(host(dashed, "db-west-2").host);
+    const slot = slotName(contextOf(dashed, "db-west-2").host);
     expect(slot).toBe("db_west_2");
     expect(slot).toMatch(/^[a-z0-9_]{1,63}$/);
   });
 
   it("restarts the primary, then runs the init SQL from the file as postgres, then verifies", () => {
-    const ctx = host(contexts("ha-cluster"), "db1");
+    const ctx = contextOf(fixtureContexts("ha-cluster"), "db1");
     const p = paths(ctx.model);
     const steps = postgresFamily.steps!(ctx);
     const database = steps.filter((s) => s.phase === "database").flatMap((s) => s.commands ?? []);
@@ -367,11 +346,11 @@ describe("PostgreSQL family", () => {
   });
 
   it("installs the distribution's PostgreSQL, or sets up apt.postgresql.org for another version", () => {
-    const debian = host(contexts("single-node"), "node1");
+    const debian = contextOf(fixtureContexts("single-node"), "node1");
     const own = postgresFamily.steps!(debian).filter((s) => s.phase === "packages");
     expect(own.flatMap((s) => s.packages ?? [])).toEqual(["postgresql-15"]);
     expect(own.some((s) => /apt\.postgresql\.org/.test(s.why ?? ""))).toBe(true);
-    const pg12 = host(contexts("pg12"), "node1");
+    const pg12 = contextOf(fixtureContexts("pg12"), "node1");
     const pgdg = postgresFamily.steps!(pg12).filter((s) => s.phase === "packages");
     expect(pgdg.flatMap((s) => s.packages ?? [])).toEqual([]);
     expect(pgdg.flatMap((s) => s.commands ?? [])).toEqual([

@@ -5,37 +5,16 @@
  * agree); Sentinel's quorum; modes and owners; the runbook never puts the password on a
  * command line.
  */
-import { readFileSync } from "node:fs";
-import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
-import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
+import type { HostContext } from "../../src/artifacts/context.js";
 import { paths } from "../../src/artifacts/paths.js";
 import { redisFamily, replicaOfLine, sentinelQuorum } from "../../src/artifacts/redis.js";
 import { parseSecretsFile } from "../../src/cli/files.js";
-import { parseModel } from "../../src/model/parse.js";
-import { resolveSecrets, type SecretSources } from "../../src/model/secrets.js";
 import { UnsafeValueError } from "../../src/quote.js";
 import { secretForms } from "../../src/redact.js";
-import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
+import { contextOf, fixtureContexts, fixtureNames, loadFixture } from "../helpers/fixtures.js";
 
-function contexts(fixture: string, change?: (raw: Record<string, any>) => void, env?: Record<string, string>): HostContext[] {
-  const f = loadFixture(fixture);
-  const raw = parseToml(readFileSync(f.modelPath, "utf8")) as Record<string, any>;
-  change?.(raw);
-  const parsed = parseModel(raw);
-  if (!parsed.ok) throw new Error(`${fixture} variant: ${parsed.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
-  const sources: SecretSources = { ...f.sources, env: { ...f.sources.env, ...env } };
-  const { secrets, issues } = resolveSecrets(parsed.model, sources);
-  if (issues.length > 0) throw new Error(issues.map((i) => i.message).join("; "));
-  return hostContexts(parsed.model, secrets);
-}
-
-function host(ctxs: HostContext[], name: string): HostContext {
-  const ctx = ctxs.find((c) => c.host.name === name);
-  if (!ctx) throw new Error(`no host ${name}`);
-  return ctx;
-}
 
 /** Redis' sdssplitargs: blanks separate; "..." with \\ \" \n \xHH escapes; '...' with \' only. */
 function splitArgs(line: string): string[] {
@@ -122,7 +101,7 @@ function binds(bind: string[], address: string): boolean {
   return bind.some((b) => b.replace(/^-/, "") === address);
 }
 
-const ALL = fixtureNames().flatMap((name) => (loadFixture(name).model.topology.hosts.length > 0 ? contexts(name).map((ctx) => ({ name, ctx })) : []));
+const ALL = fixtureNames().flatMap((name) => (loadFixture(name).model.topology.hosts.length > 0 ? fixtureContexts(name).map((ctx) => ({ name, ctx })) : []));
 
 describe("Redis family", () => {
   it("gives redis hosts the fragment and sentinel hosts sentinel.conf, with the right owners", () => {
@@ -161,11 +140,11 @@ describe("Redis family", () => {
   });
 
   it("writes the password so redis-server reads back exactly the secret (nasty options fixture)", () => {
-    const ctx = host(contexts("options"), "iot1");
+    const ctx = contextOf(fixtureContexts("options"), "iot1");
     const d = directives(fragment(ctx)!.content);
     expect(one(d, "requirepass")).toEqual([ctx.secrets.redisPassword]);
     expect(ctx.secrets.redisPassword).toMatch(/["'$`#% ]/);
-    const none = host(contexts("minimal"), "server");
+    const none = contextOf(fixtureContexts("minimal"), "server");
     expect(has(directives(fragment(none)!.content), "requirepass")).toBe(false);
   });
 
@@ -173,7 +152,7 @@ describe("Redis family", () => {
     for (const { name, ctx } of ALL) {
       if (!ctx.model.topology.django.some((h) => h.name === ctx.host.name)) continue;
       const env = envOf(ctx);
-      const ctxs = contexts(name);
+      const ctxs = fixtureContexts(name);
       const t = ctx.model.topology;
       const where = `${name}: .env of ${ctx.host.name}`;
       expect(env.REDIS_PASSWORD, where).toBe(ctx.secrets.redisPassword);
@@ -183,7 +162,7 @@ describe("Redis family", () => {
         const addr = u.hostname;
         // The host behind that address, as seen from this app host.
         const target = addr === "127.0.0.1" ? ctx.host : t.hosts.find((h) => h.address === addr)!;
-        const targetCtx = host(ctxs, target.name);
+        const targetCtx = contextOf(ctxs, target.name);
         if (u.protocol === "sentinel:") {
           const d = directives(sentinel(targetCtx)!.content);
           expect(binds(one(d, "bind"), addr), `${where}: sentinel ${target.name} does not bind ${addr}`).toBe(true);
@@ -202,13 +181,13 @@ describe("Redis family", () => {
   });
 
   it("monitors the primary at its private address with a majority quorum, on every sentinel", () => {
-    const ctxs = contexts("ha-sentinel");
-    const primary = host(ctxs, "data1").host;
+    const ctxs = fixtureContexts("ha-sentinel");
+    const primary = contextOf(ctxs, "data1").host;
     expect(sentinelQuorum(3)).toBe(2);
     expect(sentinelQuorum(4)).toBe(3);
     expect(sentinelQuorum(5)).toBe(3);
     for (const name of ["arbiter", "data1", "data2"]) {
-      const ctx = host(ctxs, name);
+      const ctx = contextOf(ctxs, name);
       const d = directives(sentinel(ctx)!.content);
       const master = ctx.model.redis.master_name;
       // The app gets this address from Sentinel, so it is the private one even on data1 itself.
@@ -225,14 +204,14 @@ describe("Redis family", () => {
   });
 
   it("starts replicas with masterauth everywhere and replicaof in redis.conf, not in the fragment", () => {
-    const ctxs = contexts("ha-sentinel");
+    const ctxs = fixtureContexts("ha-sentinel");
     for (const name of ["data1", "data2"]) {
-      const d = directives(fragment(host(ctxs, name))!.content);
-      expect(one(d, "masterauth"), name).toEqual([host(ctxs, name).secrets.redisPassword]);
+      const d = directives(fragment(contextOf(ctxs, name))!.content);
+      expect(one(d, "masterauth"), name).toEqual([contextOf(ctxs, name).secrets.redisPassword]);
       expect(has(d, "replicaof") || has(d, "slaveof"), name).toBe(false);
     }
-    const data1 = host(ctxs, "data1");
-    const data2 = host(ctxs, "data2");
+    const data1 = contextOf(ctxs, "data1");
+    const data2 = contextOf(ctxs, "data2");
     expect(replicaOfLine(data1.model, data1.host)).toBeUndefined();
     expect(replicaOfLine(data2.model, data2.host)).toBe(`replicaof ${data1.host.address} ${data2.model.redis.port}`);
     const p = paths(data2.model);
@@ -242,13 +221,13 @@ describe("Redis family", () => {
       `grep -q '^replicaof ' ${p.redisConf} || echo 'replicaof ${data1.host.address} 6379' >> ${p.redisConf}`,
     ]);
     // A single redis host has no replication settings.
-    const single = directives(fragment(host(contexts("ha-cluster"), "cache1"))!.content);
+    const single = directives(fragment(contextOf(fixtureContexts("ha-cluster"), "cache1"))!.content);
     expect(has(single, "masterauth")).toBe(false);
   });
 
   it("asks the version gates: Redis 6.0 gets no '-' bind prefix and no resolve-hostnames", () => {
-    const ctxs = contexts("ha-sentinel", (raw) => (raw.platform.distribution = "ubuntu-22.04"));
-    const ctx = host(ctxs, "data1");
+    const ctxs = fixtureContexts("ha-sentinel", (raw) => (raw.platform.distribution = "ubuntu-22.04"));
+    const ctx = contextOf(ctxs, "data1");
     expect(ctx.model.versions.redis.startsWith("6.0")).toBe(true);
     expect(one(directives(fragment(ctx)!.content), "bind")).toEqual(["127.0.0.1", "::1", ctx.host.address]);
     const d = directives(sentinel(ctx)!.content);
@@ -259,10 +238,10 @@ describe("Redis family", () => {
 
   it("refuses a Sentinel password that Sentinel's own rewrite would break, without echoing it", () => {
     const password = "has blank";
-    const ctxs = contexts("ha-sentinel", undefined, { NOVACLOUD_REDIS_PASSWORD: password });
+    const ctxs = fixtureContexts("ha-sentinel", undefined, { NOVACLOUD_REDIS_PASSWORD: password });
     let error: unknown;
     try {
-      redisFamily.files(host(ctxs, "arbiter"));
+      redisFamily.files(contextOf(ctxs, "arbiter"));
     } catch (e) {
       error = e;
     }
@@ -270,11 +249,11 @@ describe("Redis family", () => {
     expect((error as Error).message).toMatch(/auth-pass/);
     expect((error as Error).message).not.toContain(password);
     // Without sentinels the same password is fine: redis-server quotes it on CONFIG REWRITE.
-    expect(() => redisFamily.files(host(contexts("ha-cluster", undefined, { NOVACLOUD_REDIS_PASSWORD: password }), "cache1"))).not.toThrow();
+    expect(() => redisFamily.files(contextOf(fixtureContexts("ha-cluster", undefined, { NOVACLOUD_REDIS_PASSWORD: password }), "cache1"))).not.toThrow();
   });
 
   it("installs the packages, includes the fragment once and verifies with REDISCLI_AUTH, never -a", () => {
-    const ctx = host(contexts("ha-sentinel"), "arbiter");
+    const ctx = contextOf(fixtureContexts("ha-sentinel"), "arbiter");
     const steps = redisFamily.steps!(ctx);
     expect(steps.flatMap((s) => s.packages ?? [])).toEqual(["redis-sentinel"]);
     const p = paths(ctx.model);
@@ -284,7 +263,7 @@ describe("Redis family", () => {
     for (const c of verify) expect(c).toContain(`REDISCLI_AUTH="$(sed -n 's/^requirepass "\\(.*\\)"$/\\1/p' ${p.sentinelConf}`);
     expect(verify.some((c) => c.includes(`sentinel get-master-addr-by-name ${ctx.model.redis.master_name}`))).toBe(true);
 
-    const data1 = redisFamily.steps!(host(contexts("ha-sentinel"), "data1"));
+    const data1 = redisFamily.steps!(contextOf(fixtureContexts("ha-sentinel"), "data1"));
     expect(data1.flatMap((s) => s.packages ?? []).sort()).toEqual(["redis-sentinel", "redis-server"]);
     for (const { name, ctx: c } of ALL) {
       const all = redisFamily.steps!(c).flatMap((s) => s.commands ?? []);

@@ -2,20 +2,12 @@
  * Shared by the systemd and scripts tests: host contexts for a fixture (or for a fixture model
  * with a few keys changed), and a reader for systemd unit files.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { parse as parseToml } from "smol-toml";
-import { hostContexts as contextsFor, type HostContext } from "../../src/artifacts/context.js";
-import { parseModel } from "../../src/model/parse.js";
-import { resolveSecrets } from "../../src/model/secrets.js";
-import { FIXTURES, loadFixture } from "../helpers/fixtures.js";
+import type { HostContext } from "../../src/artifacts/context.js";
+import { contextOf, fixtureContexts } from "../helpers/fixtures.js";
 
 /** One context per host of a fixture, as render() builds them. */
 export function hostContexts(fixture: string): HostContext[] {
-  const f = loadFixture(fixture);
-  const { secrets, issues } = resolveSecrets(f.model, f.sources);
-  if (issues.length > 0) throw new Error(`fixture ${fixture}: ${issues.map((i) => i.message).join("; ")}`);
-  return contextsFor(f.model, secrets);
+  return fixtureContexts(fixture);
 }
 
 type Plain = Record<string, unknown>;
@@ -40,21 +32,14 @@ function merge(base: Plain, over: Plain): Plain {
  * `hosts` and `site.tls` are replaced whole when given). Secrets come from the fixture's secrets file.
  */
 export function contextsWith(fixture: string, changes: Plain): HostContext[] {
-  const f = loadFixture(fixture);
-  const raw = parseToml(readFileSync(join(FIXTURES, fixture, "novacloud.toml"), "utf8")) as Plain;
-  const input = changes.hosts !== undefined ? { ...merge(raw, { ...changes, hosts: {} }), hosts: changes.hosts } : merge(raw, changes);
-  const parsed = parseModel(input);
-  if (!parsed.ok) throw new Error(parsed.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
-  const { secrets, issues } = resolveSecrets(parsed.model, f.sources);
-  if (issues.length > 0) throw new Error(issues.map((i) => i.message).join("; "));
-  return contextsFor(parsed.model, secrets);
+  return fixtureContexts(fixture, (raw) => {
+    const next = changes.hosts !== undefined ? { ...merge(raw, { ...changes, hosts: {} }), hosts: changes.hosts } : merge(raw, changes);
+    for (const key of Object.keys(raw)) delete raw[key];
+    Object.assign(raw, next);
+  });
 }
 
-export function contextOf(contexts: readonly HostContext[], host: string): HostContext {
-  const ctx = contexts.find((c) => c.host.name === host);
-  if (!ctx) throw new Error(`no host ${host}`);
-  return ctx;
-}
+export { contextOf };
 
 /** A unit file as sections of key -> every value assigned (in order); comments dropped. */
 export type Unit = Map<string, Map<string, string[]>>;

@@ -29,6 +29,7 @@ import type { Tree } from "../../src/tree.js";
 import { clientConfig, publish, roundTrip, startBroker } from "../helpers/mosquitto.js";
 import { asPostgres, BIN, giveToPostgres, put, stopCluster } from "../helpers/postgres.js";
 import { freePort, programsAvailable, relocate, run, sandbox, selfSignedCertificate, startServer, stopAll, waitFor, type Sandbox } from "../helpers/programs.js";
+import { nginxMainConf } from "../helpers/nginx.js";
 
 const available = programsAvailable("end-to-end stack", {
   [`${BIN}/initdb`]: "postgresql-15",
@@ -419,22 +420,7 @@ async function startNginx(host: string, t: Tree, model: Model) {
   const siteConf = relocate(rendered(t, host, p.nginxSite), mapping).replace(/^(\s*listen )(\d+)([ ;])/gm, "$1127.0.0.1:$2$3");
   writeFileSync(join(dir, "site.conf"), siteConf);
   const conf = join(dir, "nginx.conf");
-  writeFileSync(
-    conf,
-    [
-      "daemon off;",
-      `pid ${join(dir, "nginx.pid")};`,
-      `error_log ${join(dir, "logs/error.log")};`,
-      "events {}",
-      "http {",
-      "    include /etc/nginx/mime.types;",
-      `    access_log ${join(dir, "logs/access.log")};`,
-      ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((k) => `    ${k}_temp_path ${join(dir, "tmp", k)};`),
-      `    include ${join(dir, "site.conf")};`,
-      "}",
-      "",
-    ].join("\n"),
-  );
+  writeFileSync(conf, nginxMainConf(dir, join(dir, "site.conf"), { daemonOff: true }));
   const test = run("nginx", ["-p", `${dir}/`, "-e", join(dir, "logs/error.log"), "-c", conf, "-t"]);
   expect(test.code, `nginx -t:\n${test.output}\n${siteConf}`).toBe(0);
   const server = startServer("nginx", ["-p", `${dir}/`, "-e", join(dir, "logs/error.log"), "-c", conf]);

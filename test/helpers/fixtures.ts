@@ -2,7 +2,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseSecretsFile, readSecretFiles } from "../../src/cli/files.js";
-import { parseModelText } from "../../src/model/parse.js";
+import { parse as parseToml } from "smol-toml";
+import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
+import { parseModel, parseModelText } from "../../src/model/parse.js";
 import { secretUses, secretValues, resolveSecrets, type SecretSources } from "../../src/model/secrets.js";
 import type { Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
@@ -56,4 +58,29 @@ export function renderedAcrossFixtures(keep: (path: string, file: { mode: number
   return fixtureNames()
     .flatMap((name) => [...renderFixture(name)].filter(([path, file]) => keep(path, file)).map(([path]) => `${name}/${path}`))
     .sort();
+}
+
+/**
+ * Every host of a fixture as the artifact families see it (render() builds the same contexts):
+ * `change` edits the raw TOML model first, `env` adds or replaces secret values.
+ */
+export function fixtureContexts(fixture: string, change?: (raw: Record<string, any>) => void, env?: Record<string, string>): HostContext[] {
+  const f = loadFixture(fixture);
+  let model = f.model;
+  if (change) {
+    const raw = parseToml(readFileSync(f.modelPath, "utf8")) as Record<string, any>;
+    change(raw);
+    const parsed = parseModel(raw);
+    if (!parsed.ok) throw new Error(`variant of ${fixture} is invalid: ${parsed.issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
+    model = parsed.model;
+  }
+  const { secrets, issues } = resolveSecrets(model, { ...f.sources, env: { ...f.sources.env, ...env } });
+  if (issues.length > 0) throw new Error(`${fixture}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
+  return hostContexts(model, secrets);
+}
+
+export function contextOf(contexts: readonly HostContext[], host: string): HostContext {
+  const ctx = contexts.find((c) => c.host.name === host);
+  if (!ctx) throw new Error(`no host ${host}`);
+  return ctx;
 }

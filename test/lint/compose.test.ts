@@ -16,6 +16,7 @@ import { resolveSecrets, type Secrets, type SecretSources } from "../../src/mode
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { freePort, programsAvailable, relocate, run, sandbox, selfSignedCertificate, stopAll, type Sandbox } from "../helpers/programs.js";
+import { nginxMainConf } from "../helpers/nginx.js";
 import { clientConfig, publish, roundTrip, startBroker } from "../helpers/mosquitto.js";
 
 const available = programsAvailable("compose lint", {
@@ -194,20 +195,8 @@ describe.skipIf(!available)("the bundle's nginx site and Mosquitto config, run b
     }
     const sitePath = box.write("conf.d/site.conf", conf);
     box.write("logs/.keep", "");
-    const main = box.write(
-      "nginx.conf",
-      [
-        `pid ${box.path("nginx.pid")};`,
-        `error_log ${box.path("logs/error.log")};`,
-        "events {}",
-        "http {",
-        "    include /etc/nginx/mime.types;",
-        ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${box.path(`tmp/${t}`)};`),
-        `    include ${box.path("conf.d")}/*.conf;`,
-        "}",
-        "",
-      ].join("\n"),
-    );
+    box.write("tmp/.keep", "");
+    const main = box.write("nginx.conf", nginxMainConf(box.dir, `${box.path("conf.d")}/*.conf`));
     box.write("tmp/.keep", "");
     const r = run("nginx", ["-p", `${box.dir}/`, "-e", box.path("logs/error.log"), "-c", main, "-t"]);
     expect(r.code, `nginx -t on compose/${p.nginxSite} (relocated: ${sitePath}):\n${r.output}`).toBe(0);

@@ -16,7 +16,7 @@ import { resolveSecrets } from "../../src/model/secrets.js";
 import { mosquittoFamily } from "../../src/artifacts/mosquitto.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { programsAvailable, sandbox, selfSignedCertificate, stopAll, type Sandbox } from "../helpers/programs.js";
-import { clientConfig, debianMainConf, publish, roundTrip, startBroker, type Broker } from "../helpers/mosquitto.js";
+import { clientConfig, debianMainConf, publish, roundTrip, startBroker } from "../helpers/mosquitto.js";
 
 const available = programsAvailable("mosquitto lint", {
   mosquitto: "mosquitto",

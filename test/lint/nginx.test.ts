@@ -25,6 +25,7 @@ import {
   waitFor,
   type Sandbox,
 } from "../helpers/programs.js";
+import { nginxMainConf } from "../helpers/nginx.js";
 import { directiveKey, expandIncludes, headerProblems, hostContexts, parseNginx, splitNginxDump } from "../artifacts/nginx-conf.js";
 
 const available = programsAvailable("nginx lint", { nginx: "nginx", openssl: "openssl", curl: "curl" });
@@ -116,21 +117,7 @@ async function prepare(ctx: HostContext, which: "nginxSite" | "nginxAcmeSite", e
   const sitePath = box.write(`sites/${which}.conf`, await relocateListens(relocate(files.get(p[which])!.content, mapping), ports, v6));
   box.write("logs/.keep", "");
   box.write("tmp/.keep", "");
-  const conf = box.write(
-    "nginx.conf",
-    [
-      `pid ${box.path("nginx.pid")};`,
-      `error_log ${box.path("logs/error.log")};`,
-      "events {}",
-      "http {",
-      "    include /etc/nginx/mime.types;",
-      `    access_log ${box.path("logs/access.log")};`,
-      ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `    ${t}_temp_path ${box.path(`tmp/${t}`)};`),
-      `    include ${sitePath};`,
-      "}",
-      "",
-    ].join("\n"),
-  );
+  const conf = box.write("nginx.conf", nginxMainConf(box.dir, sitePath));
   return { box, conf, site: sitePath, ports, files };
 }
 

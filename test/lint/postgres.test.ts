@@ -6,7 +6,7 @@
  * init SQL twice, and let the roles log in with their passwords (the SCRAM verifiers match).
  */
 import { pbkdf2Js } from "../../src/crypto.js";
-import { chownSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { paths } from "../../src/artifacts/paths.js";
@@ -16,7 +16,7 @@ import { render } from "../../src/render.js";
 import type { Tree } from "../../src/tree.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { AS_ROOT, asPostgres, BIN, giveToPostgres, INSTALLED, put, stopCluster } from "../helpers/postgres.js";
-import { freePort, programsAvailable, run, sandbox, selfSignedCertificate, waitFor, type RunResult, type Sandbox } from "../helpers/programs.js";
+import { freePort, programsAvailable, run, sandbox, selfSignedCertificate, type Sandbox } from "../helpers/programs.js";
 
 const available = programsAvailable("PostgreSQL lint", {
   [`${BIN}/initdb`]: `postgresql-${INSTALLED}`,
