@@ -165,7 +165,7 @@ function scaled(n) {
   };
 }
 const perHost = [];
-for (const n of [10, 100, 1000, 10000]) {
+for (const n of [10, 100, 200, 1000, 10000]) {
   const parsed = lib.parseModel(scaled(n));
   if (!parsed.ok) throw new Error(parsed.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
   lib.render(parsed.model, {});
