@@ -48,6 +48,15 @@ describe.each(fixtureNames())("%s", (name) => {
     expect(secrets.some((s) => all.includes(s))).toBe(true);
   });
 
+  it("are only in files that neither other users can read nor anyone but their owner and group", () => {
+    for (const [path, file] of renderFixture(name)) {
+      if (secrets.some((s) => file.content.includes(s))) {
+        expect(file.mode & 0o007, `${path} holds a secret but has mode ${file.mode.toString(8)}`).toBe(0);
+        expect(file.mode & 0o137, `${path}: secrets are 0600 or 0640`).toBe(0);
+      }
+    }
+  });
+
   it("golden failure diffs redact them", () => {
     const output = goldenDifferences(name, changedAroundSecrets(renderFixture(name), secrets), raw).join("\n");
     expect(output).toContain("********");
