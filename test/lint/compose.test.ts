@@ -21,7 +21,7 @@ import { clientConfig, publish, roundTrip, startBroker } from "../helpers/mosqui
 
 const available = programsAvailable("compose lint", {
   "docker-compose": "docker-compose",
-  python3: "python3-yaml",
+  "/usr/bin/python3": "python3-yaml",
   nginx: "nginx",
   mosquitto: "mosquitto",
   mosquitto_pub: "mosquitto-clients",
@@ -74,7 +74,7 @@ function writeBundle(box: Sandbox, files: readonly FileSpec[]): string {
 }
 
 function yamlToJson(yaml: string): any {
-  const r = run("python3", ["-c", "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"], { input: yaml });
+  const r = run("/usr/bin/python3", ["-c", "import sys, json, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"], { input: yaml });
   if (r.code !== 0) throw new Error(`python3 yaml: ${r.output}`);
   return JSON.parse(r.stdout);
 }
