@@ -122,7 +122,10 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
 
   // --- exactly one of some roles ---
   const dbs = hosts.filter((h) => h.roles.has("db"));
-  if (dbs.length === 0) add("hosts", 'exactly one host must have the role "db" (none has)');
+  const standbys = hosts.filter((h) => h.roles.has("db-standby"));
+  if (dbs.length === 0 && standbys.length > 0) {
+    for (const s of standbys) add(rolesPath(s), 'a "db-standby" needs a host with the role "db" to replicate from (none has)');
+  } else if (dbs.length === 0) add("hosts", 'exactly one host must have the role "db" (none has)');
   for (const extra of dbs.slice(1)) {
     add(rolesPath(extra), `only one host may have the role "db" (${dbs[0]!.name} has it already); make this one "db-standby"`);
   }
