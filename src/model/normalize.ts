@@ -132,10 +132,25 @@ export function versionsOf(parsed: Pick<ParsedModel, "platform" | "postgres">): 
   };
 }
 
+/**
+ * The account and role names that default from the project name, defined once: normalize()
+ * fills them in and the cross-field rules check them.
+ */
+export function accountNames(parsed: Pick<ParsedModel, "project" | "postgres" | "mqtt">) {
+  const ident = identifierFrom(parsed.project.name);
+  return {
+    user: parsed.project.user ?? ident,
+    pgUser: parsed.postgres.user ?? ident,
+    pgDatabase: parsed.postgres.database ?? `${ident}_db`,
+    mqttUser: parsed.mqtt.username ?? `${ident}_platform`,
+    bridgeUser: parsed.mqtt.bridge_username ?? `${ident}_bridge`,
+  };
+}
+
 export function projectOf(parsed: ParsedModel): Project {
   const p = parsed.project;
   const root = p.root ?? `/opt/${p.name}`;
-  const user = p.user ?? identifierFrom(p.name);
+  const user = accountNames(parsed).user;
   return {
     name: p.name,
     djangoModule: p.django_module,
@@ -158,22 +173,22 @@ export function projectOf(parsed: ParsedModel): Project {
 export function normalize(parsed: ParsedModel): Model {
   const project = projectOf(parsed);
   const versions = versionsOf(parsed);
-  const ident = identifierFrom(project.name);
+  const names = accountNames(parsed);
   return {
     ...parsed,
     project,
     postgres: {
       ...parsed.postgres,
       version: versions.postgres,
-      database: parsed.postgres.database ?? `${ident}_db`,
-      user: parsed.postgres.user ?? ident,
+      database: names.pgDatabase,
+      user: names.pgUser,
     },
     redis: { ...parsed.redis, master_name: parsed.redis.master_name ?? project.name },
     mqtt: {
       ...parsed.mqtt,
-      username: parsed.mqtt.username ?? `${ident}_platform`,
+      username: names.mqttUser,
       domain: parsed.mqtt.domain ?? parsed.site.domain,
-      bridge_username: parsed.mqtt.bridge_username ?? `${ident}_bridge`,
+      bridge_username: names.bridgeUser,
     },
     logs: { dir: project.logDir, keep_days: parsed.logs.keep_days },
     versions,

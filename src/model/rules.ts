@@ -3,7 +3,7 @@
  * field to change. These run on the parsed model, before normalization.
  */
 import type { ModelIssue } from "./errors.js";
-import { hostsOf, identifierFrom, topologyOf, type Host } from "./normalize.js";
+import { accountNames, hostsOf, topologyOf, type Host } from "./normalize.js";
 import type { ParsedModel, Role } from "./schema.js";
 import { imageTagVersion, type SecretRef } from "./values.js";
 
@@ -77,7 +77,7 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   if (parsed.gunicorn.max_requests > 0 && parsed.gunicorn.max_requests_jitter >= parsed.gunicorn.max_requests) {
     add("gunicorn.max_requests_jitter", `must be smaller than max_requests (${parsed.gunicorn.max_requests})`);
   }
-  const user = parsed.project.user ?? parsed.project.name.replace(/-/g, "_");
+  const { user, pgUser, pgDatabase, mqttUser, bridgeUser } = accountNames(parsed);
   if (user === "root") add("project.user", "services must not run as root (Celery refuses to, and a compromise would own the host)");
   if (parsed.email?.password !== undefined && parsed.email.user === undefined) {
     add("email.user", "is required when email.password is set");
@@ -97,9 +97,6 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   }
 
   // --- PostgreSQL roles and database: the app's own, not the server's ---
-  const ident = identifierFrom(parsed.project.name);
-  const pgUser = parsed.postgres.user ?? ident;
-  const pgDatabase = parsed.postgres.database ?? `${ident}_db`;
   if (pgUser === "postgres") add("postgres.user", `"postgres" is PostgreSQL's superuser; the app needs a role of its own`);
   if (parsed.postgres.replication.user === "postgres") {
     add("postgres.replication.user", `"postgres" is PostgreSQL's superuser; replication needs a role of its own (default replicator)`);
@@ -178,8 +175,6 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   if (t.standbys.length > 0 && parsed.postgres.replication.user === pgUser) {
     add("postgres.replication.user", `"${pgUser}" is also the app's role (postgres.user); replication needs a role of its own`);
   }
-  const mqttUser = parsed.mqtt.username ?? `${ident}_platform`;
-  const bridgeUser = parsed.mqtt.bridge_username ?? `${ident}_bridge`;
   if (t.mqtt.length > 1 && mqttUser === bridgeUser) {
     add("mqtt.bridge_username", `"${bridgeUser}" is also the platform's MQTT user (mqtt.username); the bridge needs a user of its own`);
   }
