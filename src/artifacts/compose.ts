@@ -110,15 +110,14 @@ function nginxViews(model: Model) {
       // Inside the container; compose.yaml publishes them on compose.http_port/https_port.
       httpPort: 80,
       httpsPort: 443,
+      publishedHttpsPort: model.compose!.https_port,
       // Docker publishes the ports on IPv6 too; a container may have no IPv6 address to bind.
       ipv6: false,
       caps: capabilities({ ...model.versions, nginx: composeNginxVersion(model) }),
     },
   });
-  // The redirect goes to the port the host publishes, not the container's 443.
-  const redirect = model.compose!.https_port === 443 ? site.public!.redirect : `https://$host:${model.compose!.https_port}$request_uri`;
   return {
-    site: { ...site, public: { ...site.public!, redirect } },
+    site,
     proxyHeaders: proxyHeadersView(model, false),
     securityHeaders: { headers: securityHeaders(model) },
   };

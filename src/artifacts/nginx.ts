@@ -61,7 +61,14 @@ export interface SiteSetting {
   /** Behind the lb: the private listen address and the lb's address (trusted for X-Forwarded-For). */
   readonly private?: { readonly listen: string; readonly lbAddress: string };
   /** Terminating TLS: ports, IPv6 and the version gates of the nginx that runs it. */
-  readonly public?: { readonly httpPort: number; readonly httpsPort: number; readonly ipv6: boolean; readonly caps: Capabilities };
+  readonly public?: {
+    readonly httpPort: number;
+    readonly httpsPort: number;
+    /** The HTTPS port clients reach, when it is not the one nginx listens on (a published container port). */
+    readonly publishedHttpsPort?: number;
+    readonly ipv6: boolean;
+    readonly caps: Capabilities;
+  };
 }
 
 /** The view of templates/nginx/site.conf.njk. */
@@ -107,7 +114,7 @@ export function siteView(model: Model, setting: SiteSetting) {
       key: cert.key,
       tls: mozillaIntermediate(pub.caps),
       acmeWebroot: model.site.tls.mode === "letsencrypt" ? paths(model).acmeWebroot : undefined,
-      redirect: httpsRedirect(pub.httpsPort),
+      redirect: httpsRedirect(pub.publishedHttpsPort ?? pub.httpsPort),
     },
   };
 }
