@@ -39,7 +39,7 @@ Exit codes:
 
 Secrets are references in the model ({ env = "NAME" } or { file = "path" }); their values are
 written only into files with mode 0600/0640 and are redacted from diffs and errors.
-Docs: https://github.com/novacloud/novacloud-render#readme`;
+The README (in the package) documents the model, every option and the library API.`;
 
 export type Command = "render" | "schema" | "init";
 
