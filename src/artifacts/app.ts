@@ -176,7 +176,7 @@ function appSteps(ctx: HostContext): RunbookStep[] {
       commands: p.repository
         ? [`test -d ${shell(`${p.root}/.git`)} || git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`]
         : [`# put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`],
-      why: "The code stays owned by root: the service account can read it but not rewrite it (errata INST-05).",
+      why: "The code stays owned by root: the service account can read it but not rewrite it.",
     },
     fits
       ? {
@@ -189,7 +189,7 @@ function appSteps(ctx: HostContext): RunbookStep[] {
           phase: "code",
           title: `Create the virtualenv with Python 3.12 (the system has ${model.versions.python})`,
           commands: [`uv python install 3.12`, `uv venv --python 3.12 ${shell(p.venv)}`, `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}`],
-          why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists (errata INST-01/02). uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
+          why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists. uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
         },
     {
       phase: "code",

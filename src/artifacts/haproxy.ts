@@ -109,7 +109,7 @@ function haproxySteps(ctx: HostContext): RunbookStep[] {
       why:
         `HAProxy forwards /.well-known/acme-challenge/ to 127.0.0.1:${model.haproxy.acme_port}, where certbot answers for ` +
         `the first certificate and every renewal. The deploy hook (${p.certbotDeployHook}) writes fullchain and key into ` +
-        `${p.haproxyPem} (0600) and reloads HAProxy after each renewal, and once by hand for the first certificate (TLS-01, HAP-08).` +
+        `${p.haproxyPem} (0600) and reloads HAProxy after each renewal, and once by hand for the first certificate.` +
         (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
     });
   } else {
@@ -120,7 +120,7 @@ function haproxySteps(ctx: HostContext): RunbookStep[] {
         `install -d -m 0700 ${certDir}`,
         `cat ${shell(tls.certificate)} ${shell(tls.key)} | install -m 0600 -o root -g root /dev/stdin ${pem}`,
       ],
-      why: `HAProxy reads the chain and the key from one file (HAP-08). Repeat this step when the certificate at ${tls.certificate} is replaced.`,
+      why: `HAProxy reads the chain and the key from one file. Repeat this step when the certificate at ${tls.certificate} is replaced.`,
     });
   }
 

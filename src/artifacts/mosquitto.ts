@@ -97,7 +97,7 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
   const { model, host } = ctx;
   const p = paths(model);
   const port = model.mqtt.port;
-  const listeners: Listener[] = [{ port, address: "127.0.0.1", comment: "Plain MQTT for clients on this host only (MQ-03)." }];
+  const listeners: Listener[] = [{ port, address: "127.0.0.1", comment: "Plain MQTT for clients on this host only." }];
   const clients = mqttPlainClients(model, host);
   const remote = [...clients.django, ...clients.bridges];
   if (remote.length > 0) {
@@ -190,7 +190,7 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
       {
         port: model.mqtt.port,
         address: undefined,
-        comment: "Plain MQTT for the other containers; compose.yaml does not publish it (DC-06).",
+        comment: "Plain MQTT for the other containers; compose.yaml does not publish it.",
       },
     ],
     tls: model.mqtt.tls_port === undefined ? undefined : { port: model.mqtt.tls_port, certfile: inContainer.cert, keyfile: inContainer.key },
@@ -215,7 +215,7 @@ function letsEncryptCommands(ctx: HostContext): { commands: string[]; why: strin
   const publicWeb = has(ctx, "web") && !behindLb(model);
   // The scripts family's step runs the deploy hook once for this lineage (certbot runs hooks
   // only on renewals): it copies the certificate to the mosquitto user's files (TLS-01, MQ-05).
-  const copies = `The deploy hook (${p.certbotDeployHook}, run once below) copies it to ${p.mosquittoCert} and ${p.mosquittoKey} for the mosquitto user, now and after every renewal (TLS-01, MQ-05); the broker reloads certificates on SIGHUP.`;
+  const copies = `The deploy hook (${p.certbotDeployHook}, run once below) copies it to ${p.mosquittoCert} and ${p.mosquittoKey} for the mosquitto user, now and after every renewal; the broker reloads certificates on SIGHUP.`;
   if (publicWeb && domain === model.site.domain) {
     return { commands: [], why: `${domain} is the site's own name: the site certificate obtained for nginx above is the MQTT one too. ${copies}` };
   }
@@ -256,7 +256,7 @@ function mosquittoSteps(ctx: HostContext): RunbookStep[] {
           `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(p.mosquittoCert)}`,
           `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(p.mosquittoKey)}`,
         ],
-        why: `Put the certificate chain for ${model.mqtt.domain} at ${cert.certificate} and its key at ${cert.key} on this host first. The broker reads them as the mosquitto user, so it gets its own copies (MQ-05); copy them again and run \`systemctl reload mosquitto\` whenever the certificate is replaced.`,
+        why: `Put the certificate chain for ${model.mqtt.domain} at ${cert.certificate} and its key at ${cert.key} on this host first. The broker reads them as the mosquitto user, so it gets its own copies; copy them again and run \`systemctl reload mosquitto\` whenever the certificate is replaced.`,
       });
     }
   }
@@ -265,7 +265,7 @@ function mosquittoSteps(ctx: HostContext): RunbookStep[] {
     title: "Start Mosquitto",
     commands: ["systemctl enable mosquitto", "systemctl restart mosquitto", "systemctl is-active mosquitto"],
     why:
-      "A restart, not a reload: listeners and bridges are read only at start. Mosquitto 2.0 has no `--test-config` (it came in 2.1, MQ-10); " +
+      "A restart, not a reload: listeners and bridges are read only at start. Mosquitto 2.0 has no `--test-config` (it came in 2.1); " +
       "a configuration error stops the broker at once, and `journalctl -u mosquitto` and /var/log/mosquitto/mosquitto.log say why.",
   });
 

@@ -197,8 +197,8 @@ function nginxSteps(ctx: HostContext): RunbookStep[] {
         `rm -f ${shell(p.nginxAcmeSiteEnabled)}`,
       ],
       why:
-        "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them " +
-        `(INST-07). The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
+        "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them. " +
+        `The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
         `main site on the same webroot, and the deploy hook (${p.certbotDeployHook}) reloads what uses the certificate.` +
         (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
     });
@@ -221,8 +221,8 @@ function nginxSteps(ctx: HostContext): RunbookStep[] {
       RELOAD_NGINX,
     ],
     why:
-      "Debian's default site is removed: it claims default_server on port 80. `nginx -t` refuses a broken config before the reload " +
-      `(INST-06). The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir} (NGX-11).`,
+      "Debian's default site is removed: it claims default_server on port 80. `nginx -t` refuses a broken config before the reload. " +
+      `The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir}.`,
   });
 
   const health = model.site.health_check_path;

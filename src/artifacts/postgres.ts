@@ -115,7 +115,7 @@ function hbaView(ctx: HostContext) {
   const replicationUser = pgHba(pg.replication.user);
   for (const h of otherMembers(model, host)) {
     const why = h.roles.has("db")
-      ? `${h.name}, the primary now, once it is rewound into a standby of this host after a failover (PG-09).`
+      ? `${h.name}, the primary now, once it is rewound into a standby of this host after a failover.`
       : `Standby ${h.name} streams WAL (pg_basebackup, walreceiver).`;
     rules.push({ comment: why, line: hbaLine([hostType, "replication", replicationUser, `${h.address}/32`, "scram-sha-256"]) });
   }
@@ -235,7 +235,7 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
       phase: "database",
       title: model.topology.standbys.length > 0 ? "Create the app role, its database and the replication role" : "Create the app role and its database",
       commands: [`${psql(model, "-v", "ON_ERROR_STOP=1", "-d", "postgres")} < ${shell(p.pgInitSql)}`],
-      why: `The SQL is idempotent (run it again after changing a password). It sets passwords as SCRAM verifiers, so no password is typed on a command line or kept in shell history (INST-03); root opens the 0600 file and psql reads it from standard input. The database is owned by ${pg.user}, which is all migrations need (INST-04).`,
+      why: `The SQL is idempotent (run it again after changing a password). It sets passwords as SCRAM verifiers, so no password is typed on a command line or kept in shell history; root opens the 0600 file and psql reads it from standard input. The database is owned by ${pg.user}, which is all migrations need.`,
     });
   }
   if (has(ctx, "db-standby")) {
@@ -266,7 +266,7 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
         asPostgres(...basebackup),
         `systemctl start ${shell(p.pgService)}`,
       ],
-      why: `PG-04/PG-06: the cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name} and -R writes primary_conninfo to postgresql.auto.conf and creates standby.signal; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line (PG-07).${pg.replication.slots ? ` -C -S creates the physical slot ${slotName(ctx.host)} on ${primary.name}, so WAL this standby still needs is kept (PG-08).` : ""} Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
+      why: `The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name} and -R writes primary_conninfo to postgresql.auto.conf and creates standby.signal; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.${pg.replication.slots ? ` -C -S creates the physical slot ${slotName(ctx.host)} on ${primary.name}, so WAL this standby still needs is kept.` : ""} Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
     });
   }
   const verify: string[] = [verifyConfig];
@@ -294,7 +294,7 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
   if (has(ctx, "db-standby")) {
     steps.push({
       phase: "verify",
-      title: "Failover, by hand (PG-05, PG-09)",
+      title: "Failover, by hand",
       commands: [
         `# promote this standby when ${model.topology.db!.name} is lost for good:`,
         `#   ${psql(model, "-c", shell("SELECT pg_promote()"))}`,

@@ -41,7 +41,7 @@ function accountStep(ctx: HostContext): RunbookStep {
     phase: "accounts",
     title: `Create the system account ${user}`,
     commands,
-    why: "Services run as a dedicated account without a login shell, never as root (errata INST-05, SD-07).",
+    why: "Services run as a dedicated account without a login shell, never as root.",
   };
 }
 

@@ -293,7 +293,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       title: "Create the backup directory",
       packages: ["cron", "postgresql-client", ...(age ? ["age"] : [])],
       commands: [`install -d -m 0700 -o ${shell(p.user)} -g ${shell(p.group)} ${shell(model.backup.dir)}`],
-      why: `Dumps are readable by ${p.user} only (errata BK-03). They stay on this host: copy ${model.backup.dir} to another machine (restic, borg, rsync), or a lost host loses its backups too (BK-08).`,
+      why: `Dumps are readable by ${p.user} only. They stay on this host: copy ${model.backup.dir} to another machine (restic, borg, rsync), or a lost host loses its backups too.`,
     });
     steps.push({
       phase: "verify",
@@ -319,7 +319,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       phase: "app",
       title: "Later deploys: update.sh",
       commands: [`# ${pth.updateScript} <git tag or commit>`],
-      why: `${order} ${backup} Migrations must be backward compatible: the old code serves until the units reload (errata UP-07).`,
+      why: `${order} ${backup} Migrations must be backward compatible: the old code serves until the units reload.`,
     });
   }
   if (has(ctx, "app")) {
@@ -328,7 +328,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       title: "Check the log rotation",
       packages: ["logrotate"],
       commands: [`logrotate --debug ${shell(pth.logrotate)}`],
-      why: "Debug mode changes nothing; it shows what the daily run would rotate and that gunicorn gets USR1 instead of a restart (errata LR-03).",
+      why: "Debug mode changes nothing; it shows what the daily run would rotate and that gunicorn gets USR1 instead of a restart.",
     });
   }
   if (needsDeployHook(ctx)) {
@@ -338,7 +338,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       title: "Install the certificate copies and test the renewal",
       packages: ["certbot"],
       commands: [...lineages.map((l) => `RENEWED_LINEAGE=${shell(l)} ${shell(pth.certbotDeployHook)}`), "certbot renew --dry-run"],
-      why: "certbot runs the hooks in renewal-hooks/deploy/ only on renewals, not on the first certonly, so the hook runs once by hand after the certificate exists; --dry-run does not run deploy hooks either (errata TLS-01).",
+      why: "certbot runs the hooks in renewal-hooks/deploy/ only on renewals, not on the first certonly, so the hook runs once by hand after the certificate exists; --dry-run does not run deploy hooks either.",
     });
   }
   if (model.firewall.enabled) {
@@ -347,7 +347,7 @@ function scriptsSteps(ctx: HostContext): RunbookStep[] {
       title: "Enable the firewall",
       packages: ["ufw"],
       commands: [shell(pth.firewallScript), "ufw status verbose"],
-      why: `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw (errata UFW-02).`,
+      why: `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw.`,
     });
   }
   return steps;

@@ -161,8 +161,8 @@ function systemdSteps(ctx: HostContext): RunbookStep[] {
       title: "Enable and start the application services",
       commands: ["systemctl daemon-reload", `systemctl enable --now ${names}`],
       why: beat
-        ? "Celery beat runs on this host and on no other (the model allows exactly one scheduler): two beats would fire every periodic task twice (errata SD-05)."
-        : "The units start at boot (WantedBy=multi-user.target) and after the services they use on this host (Wants=/After=, errata SD-01).",
+        ? "Celery beat runs on this host and on no other (the model allows exactly one scheduler): two beats would fire every periodic task twice."
+        : "The units start at boot (WantedBy=multi-user.target) and after the services they use on this host (Wants=/After=).",
     },
     {
       phase: "verify",
