@@ -27,6 +27,11 @@ export function shell(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/** Several shell words, each quoted with shell(), separated by blanks. */
+export function shellWords(values: readonly string[]): string {
+  return values.map(shell).join(" ");
+}
+
 /** Python string literal (JSON string syntax is a subset of Python's). */
 export function python(value: string): string {
   assertNoControl(value, "a Python file");
@@ -210,4 +215,9 @@ export const QUOTE_FILTERS = {
   mosquitto,
   compose: composeString,
   composeEnv,
+} as const;
+
+/** Filters that format a list of values, each quoted for its target. */
+export const LIST_FILTERS = {
+  shellwords: shellWords,
 } as const;

@@ -1,28 +1,33 @@
 /**
  * render(model, options) -> Tree: the one pure function. It validates (unless given a model from
  * parseModel), resolves secrets from the values passed in, asks each artifact family for a
- * host's files, adds the host's runbook, and places everything under `<host>/`.
+ * host's files and steps, adds the host's runbook, and places everything under `<host>/`.
  */
 import { appFamily } from "./artifacts/app.js";
-import { hostContexts, type HostFamily } from "./artifacts/context.js";
+import { backupFamily } from "./artifacts/backup.js";
+import { certbotFamily } from "./artifacts/certbot.js";
 import { composeFiles } from "./artifacts/compose.js";
+import { hostContexts, type HostContext, type HostFamily } from "./artifacts/context.js";
+import { firewallFamily } from "./artifacts/firewall.js";
 import { haproxyFamily } from "./artifacts/haproxy.js";
+import { logrotateFamily } from "./artifacts/logrotate.js";
 import { mosquittoFamily } from "./artifacts/mosquitto.js";
 import { nginxFamily } from "./artifacts/nginx.js";
 import { postgresFamily } from "./artifacts/postgres.js";
 import { redisFamily } from "./artifacts/redis.js";
-import { runbookFile } from "./artifacts/runbook.js";
-import { scriptsFamily } from "./artifacts/scripts.js";
+import { hostSteps, runbookFile } from "./artifacts/runbook.js";
+import type { Step } from "./artifacts/steps.js";
 import { systemdFamily } from "./artifacts/systemd.js";
+import { updateFamily } from "./artifacts/update.js";
 import { pbkdf2Js, type Pbkdf2 } from "./crypto.js";
 import { ModelError } from "./model/errors.js";
 import type { Model } from "./model/normalize.js";
 import { isValidatedModel, parseModel } from "./model/parse.js";
 import { resolveSecrets, type SecretSources } from "./model/secrets.js";
-import { buildTree, placeFiles, type Tree, type TreeFile } from "./tree.js";
+import { buildTree, placeFiles, type FileSpec, type Tree, type TreeFile } from "./tree.js";
 
-/** The families that make a host's files, in the order their files are listed in the runbook. */
-const HOST_FAMILIES: readonly HostFamily[] = [
+/** The families that make a host's files, in the order their steps appear within a phase. */
+export const HOST_FAMILIES: readonly HostFamily[] = [
   appFamily,
   systemdFamily,
   nginxFamily,
@@ -30,7 +35,11 @@ const HOST_FAMILIES: readonly HostFamily[] = [
   postgresFamily,
   redisFamily,
   mosquittoFamily,
-  scriptsFamily,
+  backupFamily,
+  updateFamily,
+  logrotateFamily,
+  firewallFamily,
+  certbotFamily,
 ];
 
 export interface RenderOptions extends SecretSources {
@@ -46,24 +55,44 @@ export function toModel(input: unknown): Model {
   return result.model;
 }
 
+/** What one host gets: its files (each stamped with the family that made it) and its steps in order. */
+export interface RenderedHost {
+  readonly ctx: HostContext;
+  readonly files: readonly FileSpec[];
+  readonly steps: readonly Step[];
+}
+
+function familyFiles(family: HostFamily, ctx: HostContext): FileSpec[] {
+  return family.files(ctx).map((f) => ({ ...f, family: family.name }));
+}
+
+/** Every host's files and steps, the runbook not yet among the files. */
+export function renderHosts(model: Model, options: RenderOptions = {}): RenderedHost[] {
+  const { secrets, issues } = resolveSecrets(model, options);
+  if (issues.length > 0) throw new ModelError(issues);
+  const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
+  if (formatIssues.length > 0) throw new ModelError(formatIssues);
+  return hostContexts(model, secrets, options.pbkdf2 ?? pbkdf2Js).map((ctx) => ({
+    ctx,
+    files: HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)),
+    steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? [])),
+  }));
+}
+
 /**
  * Renders the whole deployment. Same model and secrets, same bytes: no clock, no randomness,
  * no environment reads; paths sorted; LF and a final newline everywhere.
  */
 export function render(input: unknown, options: RenderOptions = {}): Tree {
   const model = toModel(input);
-  const { secrets, issues } = resolveSecrets(model, options);
-  if (issues.length > 0) throw new ModelError(issues);
-  const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
-  if (formatIssues.length > 0) throw new ModelError(formatIssues);
-  const kdf = options.pbkdf2 ?? pbkdf2Js;
   const files: [string, TreeFile][] = [];
-  for (const ctx of hostContexts(model, secrets, kdf)) {
-    const specs = HOST_FAMILIES.flatMap((family) => family.files(ctx));
-    const steps = HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []);
-    specs.push(runbookFile(ctx, specs, steps));
-    files.push(...placeFiles(ctx.host.name, specs));
+  for (const { ctx, files: specs, steps } of renderHosts(model, options)) {
+    const runbook = { ...runbookFile(ctx, specs, steps), family: "runbook" };
+    files.push(...placeFiles(ctx.host.name, [...specs, runbook]));
   }
-  if (model.compose !== undefined) files.push(...placeFiles("compose", composeFiles(model, secrets, kdf)));
+  if (model.compose !== undefined) {
+    const { secrets } = resolveSecrets(model, options);
+    files.push(...placeFiles("compose", composeFiles(model, secrets, options.pbkdf2 ?? pbkdf2Js).map((f) => ({ ...f, family: "compose" }))));
+  }
   return buildTree(files);
 }

@@ -6,32 +6,21 @@
  */
 import nunjucks from "nunjucks/browser/nunjucks-slim.js";
 import { precompiled } from "./generated/templates.js";
-import { QUOTE_FILTERS } from "./quote.js";
+import { LIST_FILTERS, QUOTE_FILTERS } from "./quote.js";
 import { MODE, normalizeNewlines, withMarker, type CommentStyle, type FileSpec } from "./tree.js";
 
 const env = new nunjucks.Environment(new nunjucks.PrecompiledLoader(precompiled as never), {
   autoescape: false,
   throwOnUndefined: true,
 });
-for (const [name, filter] of Object.entries(QUOTE_FILTERS)) env.addFilter(name, filter as (value: string) => string);
-// Octal modes in runbooks and comments: {{ file.mode | octal }} -> 0640.
-env.addFilter("octal", (mode: number) => mode.toString(8).padStart(4, "0"));
+for (const [name, filter] of Object.entries({ ...QUOTE_FILTERS, ...LIST_FILTERS })) env.addFilter(name, filter as (value: unknown) => string);
 
-type TemplateObserver = (name: string, view: object) => void;
-let observer: TemplateObserver | undefined;
-
-/**
- * For the benchmark only (bench/run.mjs renders the same templates and views with Jinja2 as a
- * peer): sees every template rendered and its view. Unset, it costs one comparison.
- */
-export function observeTemplates(fn: TemplateObserver | undefined): void {
-  observer = fn;
-}
+/** The template environment (the benchmark wraps its render to see every template and view). */
+export const templates: { render(name: string, view: object): string } = env;
 
 /** Renders one template with a view object. */
 export function renderTemplate(name: string, view: object): string {
-  observer?.(name, view);
-  return env.render(name, view);
+  return templates.render(name, view);
 }
 
 export interface FileOptions {
@@ -47,6 +36,7 @@ export function templateFile(path: string, template: string, view: object, optio
   const body = renderTemplate(template, view);
   return {
     path,
+    template,
     content: options.comment === null ? normalizeNewlines(body) : withMarker(body, options.comment),
     mode: options.mode ?? MODE.config,
     ...(options.owner !== undefined ? { owner: options.owner } : {}),

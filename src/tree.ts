@@ -9,6 +9,10 @@ export interface TreeFile {
   /** Owner and group the file must have on the host (the runbook sets them after copying). */
   readonly owner: string;
   readonly group: string;
+  /** The artifact family that made it (src/artifacts/<family>.ts). */
+  readonly family: string;
+  /** The template it was rendered from (templates/<template>). */
+  readonly template: string;
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -21,6 +25,10 @@ export interface FileSpec {
   readonly mode: number;
   readonly owner?: string;
   readonly group?: string;
+  /** The template it was rendered from, relative to templates/. */
+  readonly template: string;
+  /** The family that made it; render() fills it in. */
+  readonly family?: string;
 }
 
 /** The one generated-file marker, written in each file's own comment syntax. */
@@ -91,6 +99,13 @@ export function buildTree(files: Iterable<readonly [string, TreeFile]>): Tree {
 export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string, TreeFile][] {
   return specs.map((spec) => [
     `${prefix}/${spec.path.replace(/^\/+/, "")}`,
-    { content: spec.content, mode: spec.mode, owner: spec.owner ?? "root", group: spec.group ?? "root" },
+    {
+      content: spec.content,
+      mode: spec.mode,
+      owner: spec.owner ?? "root",
+      group: spec.group ?? "root",
+      family: spec.family ?? "",
+      template: spec.template,
+    },
   ]);
 }

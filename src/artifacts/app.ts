@@ -2,13 +2,15 @@
  * The application's own files on hosts that run Django code: the .env it reads and, on app
  * hosts, gunicorn_config.py.
  */
+import { serverFor } from "../model/flows.js";
 import { runsDjango, type Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
 import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { has, nearest, reach, required, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths } from "./paths.js";
+import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
+import { urlOf } from "./paths.js";
+import type { Step } from "./steps.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
 export function redisUrl(scheme: "redis" | "sentinel", host: string, port: number, database: number, password: string | undefined): string {
@@ -42,7 +44,7 @@ function redisSettings(ctx: HostContext): RedisSettings {
   if (t.redis.length > 1) {
     // With Sentinel the app asks the sentinels for the current primary: REDIS_URL lists them in
     // the form Celery and kombu read (sentinel://...;sentinel://...).
-    const sentinels = t.sentinels.map((s) => ({ host: reach(ctx, s), port: model.redis.sentinel_port }));
+    const sentinels = t.sentinels.map((s) => ({ host: addressOf(ctx, s), port: model.redis.sentinel_port }));
     return {
       url: sentinels.map((s) => redisUrl("sentinel", s.host, s.port, model.redis.database, password)).join(";"),
       sentinels: sentinels.map((s) => `${s.host}:${s.port}`).join(","),
@@ -50,14 +52,14 @@ function redisSettings(ctx: HostContext): RedisSettings {
       password,
     };
   }
-  const primary = t.redisPrimary!;
-  return { url: redisUrl("redis", reach(ctx, primary), model.redis.port, model.redis.database, password), sentinels: undefined, master: undefined, password };
+  const primary = serverFor(t, ctx.host, "redis")!;
+  return { url: redisUrl("redis", addressOf(ctx, primary), model.redis.port, model.redis.database, password), sentinels: undefined, master: undefined, password };
 }
 
-/** The app's services as seen from this host: the host that plays each role, loopback if it is this one. */
+/** The app's services as seen from this host: the servers of its flows, loopback if on this host. */
 function hostEndpoints(ctx: HostContext): AppEndpoints {
   const { model } = ctx;
-  const dbAddress = reach(ctx, model.topology.db!);
+  const dbAddress = addressOf(ctx, serverFor(model.topology, ctx.host, "postgres")!);
   return {
     db: {
       host: dbAddress,
@@ -66,7 +68,7 @@ function hostEndpoints(ctx: HostContext): AppEndpoints {
       sslmode: dbAddress !== "127.0.0.1" && model.postgres.ssl ? "require" : undefined,
     },
     redis: redisSettings(ctx),
-    mqttHost: reach(ctx, nearest(ctx.host, model.topology.mqtt)!),
+    mqttHost: addressOf(ctx, serverFor(model.topology, ctx.host, "mqtt")!),
     httpsPort: model.site.https_port,
     dialect: "systemd",
   };
@@ -74,14 +76,13 @@ function hostEndpoints(ctx: HostContext): AppEndpoints {
 
 /** The view of templates/app/env.njk: the guide's variable names, values from the model. */
 export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
-  const port = at.httpsPort === 443 ? "" : `:${at.httpsPort}`;
   return {
     dialect: at.dialect,
     settingsModule: model.project.settingsModule,
     debug: model.django.debug,
     secretKey: required(secrets, "secretKey"),
     allowedHosts: [...model.siteNames, ...model.django.allowed_hosts].join(","),
-    csrfTrustedOrigins: model.siteNames.map((n) => `https://${n}${port}`).join(","),
+    csrfTrustedOrigins: model.siteNames.map((n) => urlOf("https", n, at.httpsPort)).join(","),
     staticRoot: model.project.staticDir,
     mediaRoot: model.project.mediaDir,
     db: {
@@ -113,7 +114,7 @@ export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
  * The view of templates/app/gunicorn_config.py.njk. On hosts gunicorn logs to files that
  * logrotate rotates; in a container (`inContainer`) it logs to stdout/stderr.
  */
-export function gunicornView(model: Model, bind: string, forwardedAllowIps: string, inContainer = false) {
+export function gunicornConfigView(model: Model, bind: string, forwardedAllowIps: string, inContainer = false) {
   const g = model.gunicorn;
   return {
     inContainer,
@@ -150,8 +151,8 @@ function appFiles(ctx: HostContext): FileSpec[] {
   if (has(ctx, "app")) {
     // nginx on the same host is the only client, so gunicorn binds loopback and trusts only it
     // for X-Forwarded-* (the load balancer talks to nginx, never to gunicorn).
-    const view = gunicornView(model, `127.0.0.1:${model.gunicorn.port}`, "127.0.0.1");
-    files.push(templateFile(paths(model).gunicornConfig, "app/gunicorn_config.py.njk", view, { comment: "#" }));
+    const view = gunicornConfigView(model, `127.0.0.1:${model.gunicorn.port}`, "127.0.0.1");
+    files.push(templateFile(ctx.paths.gunicornConfig, "app/gunicorn_config.py.njk", view, { comment: "#" }));
   }
   return files;
 }
@@ -162,42 +163,62 @@ export function manageCommand(model: Model, args: string): string {
   return `(set -a; . ${shell(p.envFile)}; set +a; cd ${shell(p.root)} && runuser -u ${shell(p.user)} -- ${shell(`${p.venv}/bin/python`)} manage.py ${args})`;
 }
 
-function appSteps(ctx: HostContext): RunbookStep[] {
+function appSteps(ctx: HostContext): Step[] {
   const { model } = ctx;
   const p = model.project;
   const t = model.topology;
   if (!runsDjango(ctx.host)) return [];
   const fits = model.caps.python.systemPythonFits;
-  const steps: RunbookStep[] = [
+  const steps: Step[] = [
     {
+      id: "app.checkout",
       phase: "code",
       title: "Check out the application",
       packages: fits ? ["git", "python3-venv"] : ["git"],
-      commands: p.repository
-        ? [`test -d ${shell(`${p.root}/.git`)} || git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`]
-        : [`# put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`],
+      action: p.repository
+        ? { kind: "commands", commands: [{ run: `git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`, creates: `${p.root}/.git` }] }
+        : { kind: "manual", lines: [`put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`] },
       why: "The code stays owned by root: the service account can read it but not rewrite it.",
     },
     fits
       ? {
+          id: "app.venv",
           phase: "code",
           title: "Create the virtualenv",
-          commands: [`python3 -m venv ${shell(p.venv)}`, `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}`],
+          action: {
+            kind: "commands",
+            commands: [
+              { run: `python3 -m venv ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
+              { run: `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}` },
+            ],
+          },
           why: "requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
         }
       : {
+          id: "app.venv",
           phase: "code",
           title: `Create the virtualenv with Python 3.12 (the system has ${model.versions.python})`,
-          commands: [`uv python install 3.12`, `uv venv --python 3.12 ${shell(p.venv)}`, `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}`],
+          action: {
+            kind: "commands",
+            commands: [
+              { run: "uv python install 3.12" },
+              { run: `uv venv --python 3.12 ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
+              { run: `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}` },
+            ],
+          },
           why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists. uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
         },
     {
+      id: "app.directories",
       phase: "code",
       title: "Create the static and media directories",
-      commands: [
-        `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}`,
-        `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(p.mediaDir)}`,
-      ],
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}` },
+          { run: `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(p.mediaDir)}` },
+        ],
+      },
       why:
         "collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
         "so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; www-data is not added to the project's group, which can read the .env.",
@@ -205,16 +226,33 @@ function appSteps(ctx: HostContext): RunbookStep[] {
   ];
   if (t.migrator?.name === ctx.host.name) {
     steps.push({
+      id: "app.migrate",
       phase: "app",
-      title: "Migrate the database and create the first admin",
-      commands: [manageCommand(model, "check --deploy"), manageCommand(model, "migrate --noinput"), manageCommand(model, "createsuperuser")],
+      title: "Check the deployment and migrate the database",
+      action: { kind: "commands", commands: [{ run: manageCommand(model, "check --deploy") }, { run: manageCommand(model, "migrate --noinput") }] },
+      once: true,
+      after: t.db ? [{ host: t.db.name, id: "postgres.init-sql" }] : [],
       why: "Migrations run on this host only, so two hosts never migrate at once; update.sh does the same on later deploys.",
+    });
+    steps.push({
+      id: "app.superuser",
+      phase: "app",
+      title: "Create the first admin",
+      action: { kind: "commands", commands: [{ run: manageCommand(model, "createsuperuser") }] },
+      once: true,
+      interactive: true,
+      why: "Once for the whole deployment: the account lives in the database.",
     });
   }
   if (has(ctx, "web")) {
-    steps.push({ phase: "app", title: "Collect the static files", commands: [manageCommand(model, "collectstatic --noinput")] });
+    steps.push({
+      id: "app.collectstatic",
+      phase: "app",
+      title: "Collect the static files",
+      action: { kind: "commands", commands: [{ run: manageCommand(model, "collectstatic --noinput") }] },
+    });
   }
   return steps;
 }
 
-export const appFamily: HostFamily = { files: appFiles, steps: appSteps };
+export const appFamily: HostFamily = { name: "app", files: appFiles, steps: appSteps };

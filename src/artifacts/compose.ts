@@ -16,11 +16,11 @@ import { imageTagVersion } from "../model/values.js";
 import type { Secrets } from "../model/secrets.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { envView, gunicornView, redisUrl, type AppEndpoints } from "./app.js";
+import { envView, gunicornConfigView, redisUrl, type AppEndpoints } from "./app.js";
 import { required } from "./context.js";
 import { standaloneMosquitto, type StandalonePaths } from "./mosquitto.js";
-import { proxyHeadersView, securityHeaders, siteView } from "./nginx.js";
-import { paths, siteCertificate } from "./paths.js";
+import { acmeWebroot, proxyHeadersView, securityHeaders, siteView } from "./nginx.js";
+import { pathsOf, siteCertificate, type Paths } from "./paths.js";
 
 /** Service names: the host names the containers reach each other by (DC-03). */
 export const SERVICES = {
@@ -40,9 +40,8 @@ const POSTGRES_PORT = 5432;
 const REDIS_PORT = 6379;
 
 /** The files of the bundle, relative to compose/. */
-export function composePaths(model: Model) {
+export function composePaths(model: Model, p: Paths = pathsOf(model)) {
   const n = model.project.name;
-  const p = paths(model);
   const base = (path: string) => path.slice(path.lastIndexOf("/") + 1);
   return {
     compose: "compose.yaml",
@@ -97,8 +96,8 @@ function composeEndpoints(model: Model): AppEndpoints {
   };
 }
 
-function nginxViews(model: Model) {
-  const files = composePaths(model);
+function nginxViews(model: Model, p: Paths) {
+  const files = composePaths(model, p);
   const inContainer = (bundlePath: string) => `/etc/nginx/${bundlePath.slice("nginx/".length)}`;
   const site = siteView(model, {
     wsgiHost: SERVICES.web,
@@ -107,6 +106,7 @@ function nginxViews(model: Model) {
     // The image sends /dev/stdout and /dev/stderr to `docker compose logs`.
     logs: { access: "/dev/stdout", error: "/dev/stderr" },
     public: {
+      acmeWebroot: acmeWebroot(model, p),
       // Inside the container; compose.yaml publishes them on compose.http_port/https_port.
       httpPort: 80,
       httpsPort: 443,
@@ -124,9 +124,9 @@ function nginxViews(model: Model) {
 }
 
 /** The shell's `$VAR` inside a Compose string is written `$$` by the `compose` filter. */
-function composeView(model: Model) {
+function composeView(model: Model, pth: Paths) {
   const c = model.compose!;
-  const files = composePaths(model);
+  const files = composePaths(model, pth);
   const p = model.project;
   const cert = siteCertificate(model);
   const appImage = c.app_image ? { image: c.app_image } : { build: c.build, image: `${p.name}-app` };
@@ -177,18 +177,19 @@ function composeView(model: Model) {
     // The site certificate: files from this machine, mounted where the nginx config names them;
     // with Let's Encrypt, certbot's tree on this machine and its webroot.
     certificate: tlsFiles ? { certificate: cert.certificate, key: cert.key } : undefined,
-    letsEncrypt: tlsFiles ? undefined : { dir: "/etc/letsencrypt", webroot: paths(model).acmeWebroot, certificate: cert.certificate, key: cert.key },
+    letsEncrypt: tlsFiles ? undefined : { dir: "/etc/letsencrypt", webroot: pth.acmeWebroot, certificate: cert.certificate, key: cert.key },
   };
 }
 
 export function composeFiles(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf2Js): FileSpec[] {
   if (!model.compose) return [];
-  const files = composePaths(model);
-  const nginx = nginxViews(model);
+  const pth = pathsOf(model);
+  const files = composePaths(model, pth);
+  const nginx = nginxViews(model, pth);
   // Only nginx reaches gunicorn on the compose network, so it may trust any proxy address.
-  const gunicorn = gunicornView(model, `0.0.0.0:${model.gunicorn.port}`, "*", true);
+  const gunicorn = gunicornConfigView(model, `0.0.0.0:${model.gunicorn.port}`, "*", true);
   return [
-    templateFile(files.compose, "compose/compose.yaml.njk", composeView(model), { comment: "#" }),
+    templateFile(files.compose, "compose/compose.yaml.njk", composeView(model, pth), { comment: "#" }),
     templateFile(files.env, "app/env.njk", envView(model, secrets, composeEndpoints(model)), { comment: "#", mode: MODE.secret }),
     templateFile(
       files.dbEnv,

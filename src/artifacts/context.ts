@@ -1,14 +1,18 @@
 /**
- * What every artifact family gets: the normalized model, the host being rendered and the
- * resolved secrets, plus the few derived facts several families need. A family is a function
- * from this context to the files of one kind; it never looks anything up elsewhere.
+ * What every artifact family gets: the normalized model, the host being rendered, the resolved
+ * secrets, and what is computed once per render for every family (paths, the flow table). A
+ * family is a function from this context to the files of one kind and the steps they imply; it
+ * never looks anything up elsewhere.
  */
 import { pbkdf2Js, type Pbkdf2 } from "../crypto.js";
 import type { ModelIssue } from "../model/errors.js";
-import { addressFrom, type Host, type Model } from "../model/normalize.js";
+import { addressFrom, flowTable, siteTlsHost, type FlowTable } from "../model/flows.js";
+import type { Host, Model } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
 import type { Secrets } from "../model/secrets.js";
 import type { FileSpec } from "../tree.js";
+import { pathsOf, type Paths } from "./paths.js";
+import type { Step } from "./steps.js";
 
 export interface HostContext {
   readonly model: Model;
@@ -16,38 +20,18 @@ export interface HostContext {
   readonly secrets: Secrets;
   /** PBKDF2 for password hashes (pure JS by default; the CLI passes Node's native one). */
   readonly kdf: Pbkdf2;
+  /** Every path and unit name several files mention (computed once per render). */
+  readonly paths: Paths;
+  /** Who connects to whom (computed once per render). */
+  readonly flows: FlowTable;
 }
 
-/** When a runbook step happens, in this order. */
-export const RUNBOOK_PHASES = [
-  "packages", // apt-get install (all families' packages merged into one line)
-  "accounts", // system users and groups
-  "code", // application checkout and virtualenv
-  "files", // copying this host's tree, then owners and modes
-  "certificates", // TLS certificates and their renewal hooks
-  "database", // roles, databases, replication
-  "app", // migrate, collectstatic, superuser
-  "services", // enable and (re)start units, reload daemons
-  "verify", // checks a person runs to see it works
-] as const;
-export type RunbookPhase = (typeof RUNBOOK_PHASES)[number];
-
-/** One thing a person does by hand on the host that is not a file. */
-export interface RunbookStep {
-  readonly phase: RunbookPhase;
-  readonly title: string;
-  /** Shell commands, run as root, values quoted with quote.shell(). */
-  readonly commands?: readonly string[];
-  /** Debian packages this step needs (merged into the packages phase). */
-  readonly packages?: readonly string[];
-  /** Why, in one or two sentences, when it is not obvious. */
-  readonly why?: string;
-}
-
-/** An artifact family: the files of one kind for a host, and the hand steps they imply. */
+/** An artifact family: the files of one kind for a host, and the steps they imply. */
 export interface HostFamily {
+  /** The family's name: its module is src/artifacts/<name>.ts. */
+  readonly name: string;
   readonly files: (ctx: HostContext) => FileSpec[];
-  readonly steps?: (ctx: HostContext) => RunbookStep[];
+  readonly steps?: (ctx: HostContext) => Step[];
   /**
    * Limits a target format puts on secret values (e.g. a file the program rewrites unquoted),
    * reported as model problems at the secret's path, never quoting the value.
@@ -59,24 +43,15 @@ export function has(ctx: HostContext, role: Role): boolean {
   return ctx.host.roles.has(role);
 }
 
-/** True when app hosts sit behind HAProxy: nginx then listens privately for the load balancer. */
-export function behindLb(model: Model): boolean {
-  return model.topology.lb !== undefined;
-}
-
-/** Where this host reaches a service, by the host that plays its role (loopback if it is this one). */
-export function reach(ctx: HostContext, target: Host): string {
+/** Where this host reaches a service on `target` (loopback if it is this host). */
+export function addressOf(ctx: HostContext, target: Host): string {
   return addressFrom(target, ctx.host);
 }
 
-/** The one `from` talks to, among several hosts of a role: itself if it plays the role, else the first. */
-export function nearest(from: Host, hosts: readonly Host[]): Host | undefined {
-  return hosts.find((h) => h.name === from.name) ?? hosts[0];
-}
-
-/** The context of every host of the model, in host order. */
+/** The context of every host of the model, in host order, sharing what is computed per render. */
 export function hostContexts(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf2Js): HostContext[] {
-  return model.topology.hosts.map((host) => ({ model, host, secrets, kdf }));
+  const shared = { model, secrets, kdf, paths: pathsOf(model), flows: flowTable(model) };
+  return model.topology.hosts.map((host) => ({ ...shared, host }));
 }
 
 /** A secret the rules guarantee is present when this is called. */
@@ -88,5 +63,5 @@ export function required(secrets: Secrets, name: keyof Secrets): string {
 
 /** True when the host terminates public TLS for the site (lb, or the single web host). */
 export function terminatesSiteTls(ctx: HostContext): boolean {
-  return behindLb(ctx.model) ? has(ctx, "lb") : has(ctx, "web");
+  return siteTlsHost(ctx.model)?.name === ctx.host.name;
 }

@@ -26,8 +26,11 @@ import type { Secrets } from "../model/secrets.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { behindLb, has, nearest, reach, required, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths, siteCertificate } from "./paths.js";
+import { behindLb, flowsTo } from "../model/flows.js";
+import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
+import { mqttLetsEncryptLive, siteCertificate } from "./paths.js";
+import { certbotAccountFlags } from "./tls.js";
+import type { Step } from "./steps.js";
 
 /** The broker's own account (Debian package and the eclipse-mosquitto image alike). */
 export const MOSQUITTO_USER = "mosquitto";
@@ -78,33 +81,18 @@ function isHub(model: Model, host: Host): boolean {
   return bridged(model) && model.topology.mqttHub?.name === host.name;
 }
 
-/**
- * The hosts that connect to `host`'s plaintext listener over the private network: Django hosts
- * without a broker of their own whose nearest broker it is, and, on the hub, the other brokers'
- * bridges. The listener binds the private address only for them, and the firewall opens
- * mqtt.port to exactly these (everyone else reaches only tls_port).
- */
-export function mqttPlainClients(model: Model, host: Host): { django: Host[]; bridges: Host[] } {
-  if (!host.roles.has("mqtt")) return { django: [], bridges: [] };
-  const t = model.topology;
-  return {
-    django: t.django.filter((d) => d.name !== host.name && !d.roles.has("mqtt") && nearest(d, t.mqtt)?.name === host.name),
-    bridges: isHub(model, host) ? t.mqtt.filter((m) => m.name !== host.name) : [],
-  };
-}
-
 function hostConfView(ctx: HostContext): MosquittoConfView {
   const { model, host } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const port = model.mqtt.port;
   const listeners: Listener[] = [{ port, address: "127.0.0.1", comment: "Plain MQTT for clients on this host only." }];
-  const clients = mqttPlainClients(model, host);
-  const remote = [...clients.django, ...clients.bridges];
+  // The private listener exists for the hosts whose flows reach it (the firewall opens it to them).
+  const remote = flowsTo(ctx.flows, host, "mqtt").map((f) => f.from.name);
   if (remote.length > 0) {
     listeners.push({
       port,
       address: host.address,
-      comment: `Plain MQTT on the private address for ${remote.map((h) => h.name).join(", ")}; the firewall opens it to those hosts only.`,
+      comment: `Plain MQTT on the private address for ${remote.join(", ")}; the firewall opens it to those hosts only.`,
     });
   }
   const hub = model.topology.mqttHub;
@@ -112,7 +100,7 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
     bridged(model) && hub && hub.name !== host.name
       ? {
           connection: `${model.project.name}-${host.name}`,
-          address: reach(ctx, hub),
+          address: addressOf(ctx, hub),
           port,
           clientId: `${model.project.name}-bridge-${host.name}`,
           username: model.mqtt.bridge_username,
@@ -134,7 +122,7 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
 function mosquittoFiles(ctx: HostContext): FileSpec[] {
   if (!has(ctx, "mqtt")) return [];
   const { model, secrets, host } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const view = hostConfView(ctx);
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword"), why: "the platform (Django, Celery)" }];
   const hub = isHub(model, host);
@@ -207,11 +195,9 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
 /** How this host gets a Let's Encrypt certificate for mqtt.domain (never for a site it does not serve). */
 function letsEncryptCommands(ctx: HostContext): { commands: string[]; why: string } {
   const { model } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const domain = model.mqtt.domain;
-  const tls = model.site.tls;
-  const account = tls.mode === "letsencrypt" && tls.email ? `--email ${shell(tls.email)}` : "--register-unsafely-without-email";
-  const common = `--cert-name ${shell(domain)} -d ${shell(domain)} ${account} --agree-tos --non-interactive`;
+  const common = [`--cert-name ${shell(domain)} -d ${shell(domain)}`, ...certbotAccountFlags(model)].join(" ");
   const publicWeb = has(ctx, "web") && !behindLb(model);
   // The scripts family's step runs the deploy hook once for this lineage (certbot runs hooks
   // only on renewals): it copies the certificate to the mosquitto user's files (TLS-01, MQ-05).
@@ -237,33 +223,46 @@ function letsEncryptCommands(ctx: HostContext): { commands: string[]; why: strin
   };
 }
 
-function mosquittoSteps(ctx: HostContext): RunbookStep[] {
+function mosquittoSteps(ctx: HostContext): Step[] {
   if (!has(ctx, "mqtt")) return [];
   const { model, host } = ctx;
-  const p = paths(model);
-  const steps: RunbookStep[] = [{ phase: "packages", title: "Mosquitto", packages: ["mosquitto", "mosquitto-clients"] }];
+  const p = ctx.paths;
+  const steps: Step[] = [{ id: "mosquitto.package", phase: "packages", title: "Mosquitto", action: { kind: "packages", packages: ["mosquitto", "mosquitto-clients"] } }];
   const tlsPort = model.mqtt.tls_port;
   if (tlsPort !== undefined) {
     if (model.site.tls.mode === "letsencrypt") {
       const le = letsEncryptCommands(ctx);
-      steps.push({ phase: "certificates", title: `Get the MQTT certificate for ${model.mqtt.domain}`, packages: ["certbot"], ...le });
+      const live = `${mqttLetsEncryptLive(model)}/fullchain.pem`;
+      steps.push({
+        id: "mosquitto.certificate",
+        phase: "certificates",
+        title: `Get the MQTT certificate for ${model.mqtt.domain}`,
+        packages: ["certbot"],
+        action: le.commands.length > 0 ? { kind: "commands", commands: le.commands.map((run) => ({ run, creates: live })) } : { kind: "manual", lines: [] },
+        why: le.why,
+      });
     } else {
       const cert = siteCertificate(model);
       steps.push({
+        id: "mosquitto.certificate",
         phase: "certificates",
         title: "Install the MQTT certificate",
-        commands: [
-          `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(p.mosquittoCert)}`,
-          `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(p.mosquittoKey)}`,
-        ],
+        action: {
+          kind: "commands",
+          commands: [
+            { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(p.mosquittoCert)}` },
+            { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(p.mosquittoKey)}` },
+          ],
+        },
         why: `Put the certificate chain for ${model.mqtt.domain} at ${cert.certificate} and its key at ${cert.key} on this host first. The broker reads them as the mosquitto user, so it gets its own copies; copy them again and run \`systemctl reload mosquitto\` whenever the certificate is replaced.`,
       });
     }
   }
   steps.push({
+    id: "mosquitto.restart",
     phase: "services",
     title: "Start Mosquitto",
-    commands: ["systemctl enable mosquitto", "systemctl restart mosquitto", "systemctl is-active mosquitto"],
+    action: { kind: "service", units: ["mosquitto"], enable: true, state: "restarted" },
     why:
       "A restart, not a reload: listeners and bridges are read only at start. Mosquitto 2.0 has no `--test-config` (it came in 2.1); " +
       "a configuration error stops the broker at once, and `journalctl -u mosquitto` and /var/log/mosquitto/mosquitto.log say why.",
@@ -272,28 +271,38 @@ function mosquittoSteps(ctx: HostContext): RunbookStep[] {
   const user = model.mqtt.username;
   const topic = `${model.project.name}/runbook-check`;
   const port = model.mqtt.port;
-  const verify = [
+  const login = [
     `cfg=$(mktemp -d)`,
     `IFS= read -rsp ${shell(`Password of MQTT user ${user}: `)} pw; echo`,
     `(umask 077; printf -- '-P %s\\n' "$pw" > "$cfg/mosquitto_sub"; printf -- '-P %s\\n' "$pw" > "$cfg/mosquitto_pub"); unset pw`,
     `XDG_CONFIG_HOME="$cfg" mosquitto_sub -h 127.0.0.1 -p ${port} -u ${shell(user)} -t ${shell(topic)} -C 1 -W 10 & sleep 1`,
     `XDG_CONFIG_HOME="$cfg" mosquitto_pub -h 127.0.0.1 -p ${port} -u ${shell(user)} -t ${shell(topic)} -m ok; wait`,
     `rm -rf "$cfg"`,
-    `XDG_CONFIG_HOME=/nonexistent mosquitto_pub -h 127.0.0.1 -p ${port} -t ${shell(topic)} -m anonymous || echo 'anonymous refused: good'`,
   ];
+  const verify = [`XDG_CONFIG_HOME=/nonexistent mosquitto_pub -h 127.0.0.1 -p ${port} -t ${shell(topic)} -m anonymous || echo 'anonymous refused: good'`];
   if (tlsPort !== undefined) {
     verify.push(`openssl s_client -connect 127.0.0.1:${tlsPort} -servername ${shell(model.mqtt.domain)} </dev/null 2>/dev/null | openssl x509 -noout -subject -enddate`);
   }
   steps.push({
+    id: "mosquitto.check",
     phase: "verify",
     title: "Check Mosquitto",
-    commands: verify,
+    action: { kind: "check", commands: verify },
     why:
-      "The subscriber prints `ok` once; the anonymous publish must be refused (`not authorised`). The password is typed at a prompt and handed " +
-      "to mosquitto_sub/mosquitto_pub through their options file ($XDG_CONFIG_HOME/mosquitto_sub, one `-P password` line, mosquitto_pub(1) " +
-      "\"OPTIONS\"): `-P` on the command line would show it in ps and the shell history, and 2.0 clients have no password prompt." +
+      "The anonymous publish must be refused (`not authorised`)." +
       (tlsPort === undefined ? "" : ` openssl shows the certificate the TLS listener on ${tlsPort} serves.`) +
       (bridged(model) && !isHub(model, host) ? ` The bridge to ${model.topology.mqttHub!.name} shows as \`Connecting bridge\` in /var/log/mosquitto/mosquitto.log.` : ""),
+  });
+  steps.push({
+    id: "mosquitto.check-login",
+    phase: "verify",
+    title: "Check a login",
+    action: { kind: "check", commands: login },
+    interactive: true,
+    why:
+      "The subscriber prints `ok` once. The password is typed at a prompt and handed " +
+      "to mosquitto_sub/mosquitto_pub through their options file ($XDG_CONFIG_HOME/mosquitto_sub, one `-P password` line, mosquitto_pub(1) " +
+      "\"OPTIONS\"): `-P` on the command line would show it in ps and the shell history, and 2.0 clients have no password prompt.",
   });
   return steps;
 }
@@ -305,4 +314,4 @@ function mosquittoSecretIssues(model: Model, secrets: Secrets): ModelIssue[] {
   return [{ path: "mqtt.bridge_password", message: "starts or ends with a blank, which mosquitto.conf cannot hold (remote_password is trimmed): remove the blanks" }];
 }
 
-export const mosquittoFamily: HostFamily = { files: mosquittoFiles, steps: mosquittoSteps, secretIssues: mosquittoSecretIssues };
+export const mosquittoFamily: HostFamily = { name: "mosquitto", files: mosquittoFiles, steps: mosquittoSteps, secretIssues: mosquittoSecretIssues };

@@ -10,12 +10,14 @@
  * In both, nginx serves static and media files and proxies to gunicorn and daphne on loopback.
  */
 import type { Capabilities } from "../model/capabilities.js";
+import { behindLb, flowsTo } from "../model/flows.js";
 import { identifierFrom, type Model } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import type { FileSpec } from "../tree.js";
-import { behindLb, has, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths, siteCertificate } from "./paths.js";
+import { has, type HostContext, type HostFamily } from "./context.js";
+import { siteCertificate, urlOf, type Paths } from "./paths.js";
+import type { Step } from "./steps.js";
 import { certbotAccount, hstsValue, mozillaIntermediate } from "./tls.js";
 
 /** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
@@ -46,10 +48,6 @@ function needsAcmeSite(ctx: HostContext): boolean {
   return !behindLb(ctx.model) && ctx.model.site.tls.mode === "letsencrypt";
 }
 
-/** `https://$host[:port]$request_uri`: the port only when it is not the default one. */
-function httpsRedirect(httpsPort: number): string {
-  return httpsPort === 443 ? "https://$host$request_uri" : `https://$host:${httpsPort}$request_uri`;
-}
 
 /** What differs between the site on a host and the one in the Compose bundle. */
 export interface SiteSetting {
@@ -62,6 +60,8 @@ export interface SiteSetting {
   readonly private?: { readonly listen: string; readonly lbAddress: string };
   /** Terminating TLS: ports, IPv6 and the version gates of the nginx that runs it. */
   readonly public?: {
+    /** The ACME challenge webroot, with Let's Encrypt. */
+    readonly acmeWebroot: string | undefined;
     readonly httpPort: number;
     readonly httpsPort: number;
     /** The HTTPS port clients reach, when it is not the one nginx listens on (a published container port). */
@@ -113,17 +113,24 @@ export function siteView(model: Model, setting: SiteSetting) {
       certificate: cert.certificate,
       key: cert.key,
       tls: mozillaIntermediate(pub.caps),
-      acmeWebroot: model.site.tls.mode === "letsencrypt" ? paths(model).acmeWebroot : undefined,
-      redirect: httpsRedirect(pub.publishedHttpsPort ?? pub.httpsPort),
+      acmeWebroot: pub.acmeWebroot,
+      // nginx variables, not model values: the request's own host and path.
+      redirect: urlOf("https", "$host", pub.publishedHttpsPort ?? pub.httpsPort, "$request_uri"),
     },
   };
+}
+
+/** The ACME webroot when the site's certificate comes from Let's Encrypt. */
+export function acmeWebroot(model: Model, p: Paths): string | undefined {
+  return model.site.tls.mode === "letsencrypt" ? p.acmeWebroot : undefined;
 }
 
 /** The site on a web host: upstreams on loopback; private behind the lb, public otherwise. */
 function hostSiteSetting(ctx: HostContext): SiteSetting {
   const { model, host } = ctx;
-  const p = paths(model);
-  const lb = model.topology.lb;
+  const p = ctx.paths;
+  // The load balancer is the one client of the private listener (its flow to this host).
+  const lb = flowsTo(ctx.flows, host, "nginx-backend")[0]?.from;
   return {
     wsgiHost: has(ctx, "app") ? "127.0.0.1" : undefined,
     asgiHost: has(ctx, "asgi") ? "127.0.0.1" : undefined,
@@ -131,7 +138,15 @@ function hostSiteSetting(ctx: HostContext): SiteSetting {
     logs: { access: p.nginxAccessLog, error: p.nginxErrorLog },
     ...(lb
       ? { private: { listen: `${host.address}:${model.haproxy.backend_port}`, lbAddress: lb.address } }
-      : { public: { httpPort: model.site.http_port, httpsPort: model.site.https_port, ipv6: model.site.ipv6, caps: model.caps } }),
+      : {
+          public: {
+            acmeWebroot: acmeWebroot(model, p),
+            httpPort: model.site.http_port,
+            httpsPort: model.site.https_port,
+            ipv6: model.site.ipv6,
+            caps: model.caps,
+          },
+        }),
   };
 }
 
@@ -156,14 +171,14 @@ function acmeSiteView(ctx: HostContext) {
     serverNames: model.siteNames,
     httpPort: model.site.http_port,
     ipv6: model.site.ipv6,
-    acmeWebroot: paths(model).acmeWebroot,
+    acmeWebroot: ctx.paths.acmeWebroot,
   };
 }
 
 function nginxFiles(ctx: HostContext): FileSpec[] {
   if (!has(ctx, "web")) return [];
   const { model } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const files = [
     templateFile(p.nginxSite, "nginx/site.conf.njk", siteView(model, hostSiteSetting(ctx)), { comment: "#" }),
     templateFile(p.nginxSecurityHeaders, "nginx/security-headers.conf.njk", { headers: securityHeaders(model) }, { comment: "#" }),
@@ -173,29 +188,34 @@ function nginxFiles(ctx: HostContext): FileSpec[] {
   return files;
 }
 
-const RELOAD_NGINX = "nginx -t && systemctl reload nginx";
+/** nginx refuses a broken configuration before it reloads. */
+const NGINX_TEST = "nginx -t";
 
-function nginxSteps(ctx: HostContext): RunbookStep[] {
+function nginxSteps(ctx: HostContext): Step[] {
   if (!has(ctx, "web")) return [];
   const { model } = ctx;
-  const p = paths(model);
-  const lb = model.topology.lb;
+  const p = ctx.paths;
+  const lb = behindLb(model);
   const tls = model.site.tls;
-  const steps: RunbookStep[] = [{ phase: "packages", title: "nginx", packages: ["nginx"] }];
+  const steps: Step[] = [{ id: "nginx.package", phase: "packages", title: "nginx", action: { kind: "packages", packages: ["nginx"] } }];
 
   if (!lb && tls.mode === "letsencrypt") {
     steps.push({
+      id: "nginx.certificate",
       phase: "certificates",
       title: "Obtain the site certificate from Let's Encrypt",
       packages: ["certbot"],
-      commands: [
-        `install -d -m 0755 ${shell(p.acmeWebroot)}`,
-        `rm -f ${shell(p.nginxDefaultSiteEnabled)}`,
-        `ln -sfn ${shell(p.nginxAcmeSite)} ${shell(p.nginxAcmeSiteEnabled)}`,
-        RELOAD_NGINX,
-        ["certbot certonly --webroot -w", shell(p.acmeWebroot), ...certbotAccount(model)].join(" "),
-        `rm -f ${shell(p.nginxAcmeSiteEnabled)}`,
-      ],
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `install -d -m 0755 ${shell(p.acmeWebroot)}` },
+          { run: `rm -f ${shell(p.nginxDefaultSiteEnabled)}` },
+          { run: `ln -sfn ${shell(p.nginxAcmeSite)} ${shell(p.nginxAcmeSiteEnabled)}`, creates: siteCertificate(model).certificate },
+          { run: `${NGINX_TEST} && systemctl reload-or-restart nginx`, creates: siteCertificate(model).certificate },
+          { run: ["certbot certonly --webroot -w", shell(p.acmeWebroot), ...certbotAccount(model)].join(" "), creates: siteCertificate(model).certificate },
+          { run: `rm -f ${shell(p.nginxAcmeSiteEnabled)}` },
+        ],
+      },
       why:
         "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them. " +
         `The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
@@ -204,45 +224,51 @@ function nginxSteps(ctx: HostContext): RunbookStep[] {
     });
   } else if (!lb && tls.mode === "files") {
     steps.push({
+      id: "nginx.certificate",
       phase: "certificates",
       title: "Install the site certificate",
-      commands: [`test -s ${shell(tls.certificate)} && test -s ${shell(tls.key)}`, `chown root:root ${shell(tls.key)} && chmod 0600 ${shell(tls.key)}`],
+      action: {
+        kind: "commands",
+        commands: [{ run: `test -s ${shell(tls.certificate)} && test -s ${shell(tls.key)}` }, { run: `chown root:root ${shell(tls.key)} && chmod 0600 ${shell(tls.key)}` }],
+      },
       why: `Put the certificate chain at ${tls.certificate} and its key at ${tls.key} before enabling the site: nginx refuses to load a site whose certificate is missing. The master process reads the key as root.`,
     });
   }
 
-  steps.push({
-    phase: "services",
-    title: "Enable the nginx site",
-    commands: [
-      `ln -sfn ${shell(p.nginxSite)} ${shell(p.nginxSiteEnabled)}`,
-      `rm -f ${shell(p.nginxDefaultSiteEnabled)}`,
-      "systemctl enable nginx",
-      RELOAD_NGINX,
-    ],
-    why:
-      "Debian's default site is removed: it claims default_server on port 80. `nginx -t` refuses a broken config before the reload. " +
-      `The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir}.`,
-  });
+  steps.push(
+    {
+      id: "nginx.site",
+      phase: "services",
+      title: "Enable the nginx site",
+      action: {
+        kind: "commands",
+        commands: [{ run: `ln -sfn ${shell(p.nginxSite)} ${shell(p.nginxSiteEnabled)}` }, { run: `rm -f ${shell(p.nginxDefaultSiteEnabled)}` }],
+      },
+      why: `Debian's default site is removed: it claims default_server on port 80. The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir}.`,
+    },
+    {
+      id: "nginx.reload",
+      phase: "services",
+      title: "Reload nginx",
+      action: { kind: "service", units: ["nginx"], enable: true, state: "reloaded", test: NGINX_TEST },
+      why: "`nginx -t` refuses a broken configuration before the reload.",
+    },
+  );
 
   const health = model.site.health_check_path;
   const verify = lb
     ? [
         `curl -sS -o /dev/null -w '%{http_code}\\n' -H ${shell(`Host: ${model.site.domain}`)} ${shell(`http://${ctx.host.address}:${model.haproxy.backend_port}${health}`)}`,
       ]
-    : [
-        `curl -sSI ${shell(`https://${model.site.domain}${model.site.https_port === 443 ? "" : `:${model.site.https_port}`}${health}`)}`,
-        `curl -sSI ${shell(`http://${model.site.domain}${model.site.http_port === 80 ? "" : `:${model.site.http_port}`}/`)}`,
-      ];
+    : [`curl -sSI ${shell(urlOf("https", model.site.domain, model.site.https_port, health))}`, `curl -sSI ${shell(urlOf("http", model.site.domain, model.site.http_port, "/"))}`];
   steps.push({
+    id: "nginx.check",
     phase: "verify",
     title: "Check nginx",
-    commands: verify,
-    why: lb
-      ? `The load balancer checks ${health} the same way; expect 200.`
-      : "Expect 200 with Strict-Transport-Security on HTTPS, and a 301 to HTTPS on HTTP.",
+    action: { kind: "check", commands: verify },
+    why: lb ? `The load balancer checks ${health} the same way; expect 200.` : "Expect 200 with Strict-Transport-Security on HTTPS, and a 301 to HTTPS on HTTP.",
   });
   return steps;
 }
 
-export const nginxFamily: HostFamily = { files: nginxFiles, steps: nginxSteps };
+export const nginxFamily: HostFamily = { name: "nginx", files: nginxFiles, steps: nginxSteps };

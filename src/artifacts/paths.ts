@@ -29,16 +29,17 @@ export function mqttLetsEncryptLive(model: Model): string {
   return `/etc/letsencrypt/live/${model.mqtt.domain}`;
 }
 
-const cache = new WeakMap<Model, Paths>();
-
-/** The paths of a model (computed once per model: every family asks for them). */
-export function paths(model: Model): Paths {
-  let p = cache.get(model);
-  if (!p) cache.set(model, (p = pathsOf(model)));
-  return p;
+/**
+ * `scheme://host[:port]path`, the port only when it is not the scheme's default: the one way
+ * every file and runbook writes a URL of the site.
+ */
+export function urlOf(scheme: "http" | "https", host: string, port: number, path = ""): string {
+  const standard = scheme === "https" ? 443 : 80;
+  return `${scheme}://${host}${port === standard ? "" : `:${port}`}${path}`;
 }
 
-function pathsOf(model: Model) {
+/** The paths of a model; render() computes them once and hands them to every family (ctx.paths). */
+export function pathsOf(model: Model) {
   const n = model.project.name;
   const root = model.project.root;
   const etc = model.project.etcDir;

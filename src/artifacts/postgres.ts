@@ -7,20 +7,15 @@
 import { runsDjango, type Host, type Model } from "../model/normalize.js";
 import { DISTRIBUTIONS } from "../model/capabilities.js";
 import { scramSha256Verifier, type Pbkdf2 } from "../crypto.js";
+import { flowsTo } from "../model/flows.js";
 import { pgHba, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { has, required, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths } from "./paths.js";
+import { has, required, type HostContext, type HostFamily } from "./context.js";
+import type { Step } from "./steps.js";
 
 /** WAL segment size of every Debian/PGDG build (initdb --wal-segsize default). */
 const WAL_SEGMENT_MB = 16;
-
-/** The db host first, then the standbys: every host that runs this cluster's PostgreSQL. */
-function clusterHosts(model: Model): Host[] {
-  const t = model.topology;
-  return [...(t.db ? [t.db] : []), ...t.standbys];
-}
 
 function isClusterHost(ctx: HostContext): boolean {
   return has(ctx, "db") || has(ctx, "db-standby");
@@ -45,22 +40,12 @@ export function scramSafe(password: string): boolean {
   return /^[\x20-\x7e]*$/.test(password);
 }
 
-/** Django hosts other than `host`: they connect over the private network. */
-function remoteDjango(model: Model, host: Host): Host[] {
-  return model.topology.django.filter((h) => h.name !== host.name);
-}
-
-/** Other members of the cluster: they connect for replication (now, or after a failover). */
-function otherMembers(model: Model, host: Host): Host[] {
-  return clusterHosts(model).filter((h) => h.name !== host.name);
-}
-
 function confView(ctx: HostContext) {
   const { model, host } = ctx;
   const pg = model.postgres;
   const standbys = model.topology.standbys;
-  // PG-02: loopback, plus the private address only when another host has a reason to connect.
-  const remote = remoteDjango(model, host).length > 0 || otherMembers(model, host).length > 0;
+  // PG-02: loopback, plus the private address only when another host connects (a flow reaches it).
+  const remote = flowsTo(ctx.flows, host, "postgres").length > 0;
   const replication =
     standbys.length === 0
       ? undefined
@@ -109,15 +94,17 @@ function hbaView(ctx: HostContext) {
     comment: local ? `The app on this host (DB_HOST=127.0.0.1) and ${backup}.` : `${backup[0]!.toUpperCase()}${backup.slice(1)}.`,
     line: hbaLine(["host", db, user, "127.0.0.1/32", "scram-sha-256"]),
   });
-  for (const h of remoteDjango(model, host)) {
-    rules.push({ comment: `The app on ${h.name}.`, line: hbaLine([hostType, db, user, `${h.address}/32`, "scram-sha-256"]) });
+  // Every client of the flow table, and only those: the app's hosts, then the other members.
+  const flows = flowsTo(ctx.flows, host, "postgres");
+  for (const f of flows.filter((f) => f.client === "django")) {
+    rules.push({ comment: `The app on ${f.from.name}.`, line: hbaLine([hostType, db, user, `${f.from.address}/32`, "scram-sha-256"]) });
   }
   const replicationUser = pgHba(pg.replication.user);
-  for (const h of otherMembers(model, host)) {
-    const why = h.roles.has("db")
-      ? `${h.name}, the primary now, once it is rewound into a standby of this host after a failover.`
-      : `Standby ${h.name} streams WAL (pg_basebackup, walreceiver).`;
-    rules.push({ comment: why, line: hbaLine([hostType, "replication", replicationUser, `${h.address}/32`, "scram-sha-256"]) });
+  for (const f of flows.filter((f) => f.client === "replication")) {
+    const why = f.from.roles.has("db")
+      ? `${f.from.name}, the primary now, once it is rewound into a standby of this host after a failover.`
+      : `Standby ${f.from.name} streams WAL (pg_basebackup, walreceiver).`;
+    rules.push({ comment: why, line: hbaLine([hostType, "replication", replicationUser, `${f.from.address}/32`, "scram-sha-256"]) });
   }
   return {
     version: pg.version,
@@ -139,7 +126,7 @@ function storedPassword(role: string, password: string, kdf: Pbkdf2) {
 function initSqlView(ctx: HostContext) {
   const { model } = ctx;
   const pg = model.postgres;
-  const p = paths(model);
+  const p = ctx.paths;
   const standbys = model.topology.standbys;
   return {
     version: pg.version,
@@ -163,14 +150,16 @@ function pgpassView(ctx: HostContext) {
     user: pg.replication.user,
     password: required(ctx.secrets, "replicationPassword"),
     port: String(pg.port),
-    hosts: otherMembers(model, host).map((h) => ({ name: h.name, address: h.address, primary: h.roles.has("db") })),
+    // The members this one replicates from (its replication flows): the primary now, the others after a failover.
+    hosts: ctx.flows.flows
+      .filter((f) => f.from.name === host.name && f.client === "replication")
+      .map((f) => ({ name: f.to.name, address: f.to.address, primary: f.to.roles.has("db") })),
   };
 }
 
 function postgresFiles(ctx: HostContext): FileSpec[] {
   if (!isClusterHost(ctx)) return [];
-  const { model } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const files: FileSpec[] = [
     // Debian ships postgresql.conf and pg_hba.conf as postgres:postgres, pg_hba.conf 0640.
     templateFile(p.pgConfD, "postgres/conf.d.conf.njk", confView(ctx), { comment: "#", owner: "postgres", group: "postgres" }),
@@ -195,46 +184,54 @@ function psql(model: Model, ...args: string[]): string {
   return asPostgres("psql", "-p", String(model.postgres.port), ...args);
 }
 
-function postgresSteps(ctx: HostContext): RunbookStep[] {
+function postgresSteps(ctx: HostContext): Step[] {
   if (!isClusterHost(ctx)) return [];
   const { model } = ctx;
   const pg = model.postgres;
-  const p = paths(model);
+  const p = ctx.paths;
   const pkg = `postgresql-${pg.version}`;
   const distribution = model.platform.distribution as keyof typeof DISTRIBUTIONS;
   const fromPgdg = DISTRIBUTIONS[distribution].postgres !== pg.version;
-  const steps: RunbookStep[] = [];
+  const steps: Step[] = [];
   if (fromPgdg) {
     steps.push({
+      id: "postgres.package",
       phase: "packages",
       title: `Install PostgreSQL ${pg.version} from apt.postgresql.org`,
-      commands: [
-        "apt-get install -y postgresql-common",
-        "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y",
-        `apt-get install -y ${shell(pkg)}`,
-      ],
+      action: {
+        kind: "commands",
+        commands: [
+          { run: "apt-get install -y postgresql-common" },
+          { run: "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y", creates: "/etc/apt/sources.list.d/pgdg.sources" },
+          { run: `apt-get install -y ${shell(pkg)}` },
+        ],
+      },
       why: `${model.platform.distribution} ships PostgreSQL ${DISTRIBUTIONS[distribution].postgres}; other versions come from the PostgreSQL project's apt repository (PGDG), which postgresql-common's script adds with its signing key. Installing the package creates the cluster ${p.pgCluster}.`,
     });
   } else {
     steps.push({
+      id: "postgres.package",
       phase: "packages",
       title: `PostgreSQL ${pg.version}`,
-      packages: [pkg],
+      action: { kind: "packages", packages: [pkg] },
       why: `PostgreSQL ${pg.version} is ${model.platform.distribution}'s own (other versions would come from apt.postgresql.org). Installing it creates the cluster ${p.pgCluster}, whose configuration lives in ${p.pgConfigDir}.`,
     });
   }
   const verifyConfig = psql(model, "-Atc", shell("SELECT sourcefile, sourceline, name, error FROM pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'pg_hba.conf', line_number, NULL, error FROM pg_hba_file_rules WHERE error IS NOT NULL"));
   if (has(ctx, "db")) {
     steps.push({
+      id: "postgres.restart",
       phase: "database",
       title: "Restart PostgreSQL with this configuration",
-      commands: [`systemctl restart ${shell(p.pgService)}`],
+      // Debian's postgresql.service starts every cluster at boot; its clusters are PartOf= it.
+      action: { kind: "service", units: ["postgresql"], enable: true, state: "restarted" },
       why: "listen_addresses, port, ssl and the replication settings take effect only at a restart (a reload is enough for pg_hba.conf alone).",
     });
     steps.push({
+      id: "postgres.init-sql",
       phase: "database",
       title: model.topology.standbys.length > 0 ? "Create the app role, its database and the replication role" : "Create the app role and its database",
-      commands: [`${psql(model, "-v", "ON_ERROR_STOP=1", "-d", "postgres")} < ${shell(p.pgInitSql)}`],
+      action: { kind: "commands", commands: [{ run: `${psql(model, "-v", "ON_ERROR_STOP=1", "-d", "postgres")} < ${shell(p.pgInitSql)}` }] },
       why: `The SQL is idempotent (run it again after changing a password). It sets passwords as SCRAM verifiers, so no password is typed on a command line or kept in shell history; root opens the 0600 file and psql reads it from standard input. The database is owned by ${pg.user}, which is all migrations need.`,
     });
   }
@@ -253,26 +250,32 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
       ...(pg.replication.slots ? ["-C", "-S", slotName(ctx.host)] : []),
       "-P",
     ];
+    const signal = `${p.pgDataDir}/standby.signal`;
     steps.push({
+      id: "postgres.clone",
       phase: "database",
       title: `Clone ${primary.name} into this standby`,
-      commands: [
-        `# only after ${primary.name}'s runbook has created the replication role`,
-        `systemctl stop ${shell(p.pgService)}`,
-        asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"),
-        ...(pg.replication.slots
-          ? [`# to clone again, first drop the old slot on ${primary.name}: SELECT pg_drop_replication_slot('${slotName(ctx.host)}');`]
-          : []),
-        asPostgres(...basebackup),
-        `systemctl start ${shell(p.pgService)}`,
-      ],
-      why: `The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name} and -R writes primary_conninfo to postgresql.auto.conf and creates standby.signal; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.${pg.replication.slots ? ` -C -S creates the physical slot ${slotName(ctx.host)} on ${primary.name}, so WAL this standby still needs is kept.` : ""} Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `systemctl stop ${shell(p.pgService)}`, creates: signal },
+          { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
+          { run: asPostgres(...basebackup), creates: signal },
+          { run: `systemctl start ${shell(p.pgService)}` },
+        ],
+      },
+      // pg_basebackup needs the replication role the primary's init SQL creates.
+      after: [{ host: primary.name, id: "postgres.init-sql" }],
+      why:
+        `Only once: standby.signal marks a clone. The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name} and -R writes primary_conninfo to postgresql.auto.conf and creates standby.signal; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.` +
+        (pg.replication.slots
+          ? ` -C -S creates the physical slot ${slotName(ctx.host)} on ${primary.name}, so WAL this standby still needs is kept; to clone again, first drop it there: SELECT pg_drop_replication_slot('${slotName(ctx.host)}');`
+          : "") +
+        ` Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
     });
   }
   const verify: string[] = [verifyConfig];
   if (has(ctx, "db")) {
-    // Prompts for the app's password (DB_PASSWORD in the .env): it never goes on the command line.
-    verify.push(`psql -h 127.0.0.1 -p ${pg.port} -U ${shell(pg.user)} -d ${shell(pg.database)} -Atc ${shell("SELECT current_user, current_database()")}`);
     verify.push(psql(model, "-Atc", shell(`SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname = ${sqlLiteral(pg.database)}`)));
     if (model.topology.standbys.length > 0) {
       verify.push(psql(model, "-Atc", shell("SELECT application_name, client_addr, state, sync_state FROM pg_stat_replication")));
@@ -283,33 +286,48 @@ function postgresSteps(ctx: HostContext): RunbookStep[] {
   }
   if (has(ctx, "db-standby")) verify.push(psql(model, "-Atc", shell("SELECT pg_is_in_recovery()")));
   steps.push({
+    id: "postgres.check",
     phase: "verify",
     title: "Check PostgreSQL",
-    commands: verify,
+    action: { kind: "check", commands: verify },
     why: has(ctx, "db-standby")
       ? "No configuration errors (empty first result); pg_is_in_recovery() is t on a standby. On the primary, pg_stat_replication lists this host as streaming."
-      : "No configuration errors (empty first result), the app role exists and can log in" +
+      : "No configuration errors (empty first result), the app's database belongs to its role" +
         (model.topology.standbys.length > 0 ? ", and every standby streams (state streaming)." : "."),
   });
+  if (has(ctx, "db")) {
+    steps.push({
+      id: "postgres.check-login",
+      phase: "verify",
+      title: "Check that the app's role can log in",
+      action: { kind: "check", commands: [`psql -h 127.0.0.1 -p ${pg.port} -U ${shell(pg.user)} -d ${shell(pg.database)} -Atc ${shell("SELECT current_user, current_database()")}`] },
+      interactive: true,
+      why: "psql prompts for the app's password (DB_PASSWORD in the .env): it never goes on the command line.",
+    });
+  }
   if (has(ctx, "db-standby")) {
     steps.push({
+      id: "postgres.failover",
       phase: "verify",
       title: "Failover, by hand",
-      commands: [
-        `# promote this standby when ${model.topology.db!.name} is lost for good:`,
-        `#   ${psql(model, "-c", shell("SELECT pg_promote()"))}`,
-        "# then point DB_HOST in the app hosts' .env at this host (change the model: make this host \"db\") and restart the app;",
-        `# bring the old primary back as a standby of this one with pg_rewind (wal_log_hints = on makes it possible):`,
-        `#   systemctl stop ${shell(p.pgService)}   # on the old primary`,
-        `#   ${asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(`host=${ctx.host.address} port=${pg.port} user=postgres dbname=postgres`), ...(model.caps.postgres.rewindWritesRecoveryConf ? ["-R"] : []))}`,
-        ...(model.caps.postgres.rewindWritesRecoveryConf
-          ? []
-          : [`#   # PostgreSQL ${pg.version}'s pg_rewind has no -R: create standby.signal in the data directory and set primary_conninfo by hand`]),
-      ],
+      action: {
+        kind: "manual",
+        lines: [
+          `promote this standby when ${model.topology.db!.name} is lost for good:`,
+          `  ${psql(model, "-c", shell("SELECT pg_promote()"))}`,
+          'then point DB_HOST in the app hosts\' .env at this host (change the model: make this host "db") and restart the app;',
+          "bring the old primary back as a standby of this one with pg_rewind (wal_log_hints = on makes it possible):",
+          `  systemctl stop ${shell(p.pgService)}   # on the old primary`,
+          `  ${asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(`host=${ctx.host.address} port=${pg.port} user=postgres dbname=postgres`), ...(model.caps.postgres.rewindWritesRecoveryConf ? ["-R"] : []))}`,
+          ...(model.caps.postgres.rewindWritesRecoveryConf
+            ? []
+            : [`  # PostgreSQL ${pg.version}'s pg_rewind has no -R: create standby.signal in the data directory and set primary_conninfo by hand`]),
+        ],
+      },
       why: "Promotion is a command (pg_promote(), or pg_ctlcluster promote), never a trigger file: promote_trigger_file is gone in PostgreSQL 16 and a file in /tmp let any local user promote. pg_rewind needs a superuser (or a role granted its functions) that pg_hba.conf admits from the old primary: add that line for the occasion.",
     });
   }
   return steps;
 }
 
-export const postgresFamily: HostFamily = { files: postgresFiles, steps: postgresSteps };
+export const postgresFamily: HostFamily = { name: "postgres", files: postgresFiles, steps: postgresSteps };

@@ -5,13 +5,14 @@
  * master name) is in app.ts; both read the same model values and topology, so they agree.
  */
 import type { ModelIssue } from "../model/errors.js";
+import { flowsTo, type FlowTable } from "../model/flows.js";
 import type { Host, Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
 import { shell, UnsafeValueError } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { has, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths } from "./paths.js";
+import { has, type HostContext, type HostFamily } from "./context.js";
+import type { Step } from "./steps.js";
 
 /** Sentinel timings (sentinel.conf(5) defaults are 30000 and 180000: slow for a small cluster). */
 export const SENTINEL_DOWN_AFTER_MS = 5000;
@@ -22,29 +23,13 @@ export function sentinelQuorum(sentinels: number): number {
   return Math.floor(sentinels / 2) + 1;
 }
 
-/** True when a host other than `host` connects to its Redis (the rules then require a password). */
-function redisReachable(model: Model, host: Host): boolean {
-  const t = model.topology;
-  return (
-    t.redis.length > 1 ||
-    t.django.some((d) => d.name !== host.name) ||
-    t.sentinels.some((s) => s.name !== host.name)
-  );
-}
-
-/** True when a host other than `host` connects to its Sentinel (other sentinels, remote apps). */
-function sentinelReachable(model: Model, host: Host): boolean {
-  const t = model.topology;
-  return t.sentinels.some((s) => s.name !== host.name) || (t.redis.length > 1 && t.django.some((d) => d.name !== host.name));
-}
-
 /**
  * The primary's address as the other hosts know it. Sentinel hands this address to the app, so it
  * is the private address whenever the primary listens there, even for a sentinel on the same host.
  */
-function primaryAddress(model: Model): string {
+function primaryAddress(model: Model, flows: FlowTable): string {
   const primary = model.topology.redisPrimary!;
-  return redisReachable(model, primary) ? primary.address : "127.0.0.1";
+  return flowsTo(flows, primary, "redis").length > 0 ? primary.address : "127.0.0.1";
 }
 
 /** bind: loopback (IPv6 loopback optional where Redis allows it), plus the private address if needed. */
@@ -85,19 +70,20 @@ export function redisCliAuth(file: string): string {
  * failover it can drop the line on the promoted replica and add one on the old primary. A line in
  * the included fragment would survive and demote the new primary at its next restart.
  */
-export function replicaOfLine(model: Model, host: Host): string | undefined {
+export function replicaOfLine(model: Model, flows: FlowTable, host: Host): string | undefined {
   const primary = model.topology.redisPrimary;
   if (!primary || primary.name === host.name || !host.roles.has("redis")) return undefined;
-  return `replicaof ${primaryAddress(model)} ${model.redis.port}`;
+  return `replicaof ${primaryAddress(model, flows)} ${model.redis.port}`;
 }
 
 function fragmentView(ctx: HostContext) {
   const { model, host, secrets } = ctx;
   const t = model.topology;
-  const reachable = redisReachable(model, host);
+  // Loopback only, unless another host connects (a flow reaches this host's Redis).
+  const reachable = flowsTo(ctx.flows, host, "redis").length > 0;
   const replicated = t.redis.length > 1;
   return {
-    redisConf: paths(model).redisConf,
+    redisConf: ctx.paths.redisConf,
     bind: bindAddresses(model, host, reachable).join(" "),
     reachable,
     port: model.redis.port,
@@ -115,10 +101,10 @@ function sentinelView(ctx: HostContext) {
   return {
     caps: model.caps.redis,
     port: model.redis.sentinel_port,
-    bind: bindAddresses(model, host, sentinelReachable(model, host)).join(" "),
+    bind: bindAddresses(model, host, flowsTo(ctx.flows, host, "sentinel").length > 0).join(" "),
     password: secrets.redisPassword === undefined ? undefined : assertSentinelPassword(secrets.redisPassword),
     masterName: model.redis.master_name,
-    primary: { name: t.redisPrimary!.name, address: primaryAddress(model), port: model.redis.port },
+    primary: { name: t.redisPrimary!.name, address: primaryAddress(model, ctx.flows), port: model.redis.port },
     quorum: sentinelQuorum(t.sentinels.length),
     sentinels: t.sentinels.length,
     downAfter: SENTINEL_DOWN_AFTER_MS,
@@ -127,8 +113,7 @@ function sentinelView(ctx: HostContext) {
 }
 
 function redisFiles(ctx: HostContext): FileSpec[] {
-  const { model } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const files: FileSpec[] = [];
   if (has(ctx, "redis")) {
     const secret = ctx.secrets.redisPassword !== undefined;
@@ -147,34 +132,38 @@ function redisFiles(ctx: HostContext): FileSpec[] {
   return files;
 }
 
-function redisSteps(ctx: HostContext): RunbookStep[] {
+function redisSteps(ctx: HostContext): Step[] {
   const { model } = ctx;
-  const p = paths(model);
+  const p = ctx.paths;
   const t = model.topology;
   const password = ctx.secrets.redisPassword !== undefined;
-  const steps: RunbookStep[] = [];
+  const steps: Step[] = [];
   if (has(ctx, "redis")) {
     const include = `include ${p.redisFragment}`;
-    steps.push({ phase: "packages", title: "Redis", packages: ["redis-server"] });
+    steps.push({ id: "redis.package", phase: "packages", title: "Redis", action: { kind: "packages", packages: ["redis-server"] } });
     steps.push({
+      id: "redis.include",
       phase: "files",
       title: "Include the project's Redis settings",
-      commands: [`grep -qxF ${shell(include)} ${shell(p.redisConf)} || echo ${shell(include)} >> ${shell(p.redisConf)}`],
+      action: { kind: "commands", commands: [{ run: `echo ${shell(include)} >> ${shell(p.redisConf)}`, unless: `grep -qxF ${shell(include)} ${shell(p.redisConf)}` }] },
       why: `Appended once at the end of Debian's ${p.redisConf}, so the fragment's bind, port and password override the packaged defaults. CONFIG REWRITE (run by Sentinel after a failover) keeps include lines and writes what it changes after them.`,
     });
-    const replicaOf = replicaOfLine(model, ctx.host);
+    const replicaOf = replicaOfLine(model, ctx.flows, ctx.host);
     if (replicaOf !== undefined) {
       steps.push({
+        id: "redis.replicaof",
         phase: "files",
         title: `Start this Redis as a replica of ${t.redisPrimary!.name}`,
-        commands: [`grep -q '^replicaof ' ${shell(p.redisConf)} || echo ${shell(replicaOf)} >> ${shell(p.redisConf)}`],
+        action: { kind: "commands", commands: [{ run: `echo ${shell(replicaOf)} >> ${shell(p.redisConf)}`, unless: `grep -q '^replicaof ' ${shell(p.redisConf)}` }] },
         why: `Only when setting the host up. The line goes after the include in ${p.redisConf}, where Sentinel's CONFIG REWRITE maintains it from then on (it removes it on a replica it promotes); in the fragment it would survive a failover and demote the new primary at its next restart.`,
       });
     }
     steps.push({
+      id: "redis.restart",
       phase: "services",
       title: "Restart Redis",
-      commands: ["systemctl enable redis-server", "systemctl restart redis-server"],
+      action: { kind: "service", units: ["redis-server"], enable: true, state: "restarted" },
+      after: t.redis.length > 1 && t.redisPrimary!.name !== ctx.host.name ? [{ host: t.redisPrimary!.name, id: "redis.restart" }] : [],
       why: "bind and port take effect only at a restart." + (t.redis.length > 1 ? ` Restart ${t.redisPrimary!.name} (the primary) first.` : ""),
     });
     const cli = `redis-cli -p ${model.redis.port}`;
@@ -183,33 +172,38 @@ function redisSteps(ctx: HostContext): RunbookStep[] {
       : [`${cli} ping   # PONG`];
     if (t.redis.length > 1) verify.push(`${password ? `${redisCliAuth(p.redisFragment)} ` : ""}${cli} info replication   # role, and master_link_status:up on a replica`);
     steps.push({
+      id: "redis.check",
       phase: "verify",
       title: "Check Redis",
-      commands: verify,
-      why: password
-        ? "Without the password Redis refuses; with it, it answers. The password goes to redis-cli in REDISCLI_AUTH, read from the fragment for this one command: never -a, which every user sees in ps."
-        : undefined,
+      action: { kind: "check", commands: verify },
+      ...(password
+        ? { why: "Without the password Redis refuses; with it, it answers. The password goes to redis-cli in REDISCLI_AUTH, read from the fragment for this one command: never -a, which every user sees in ps." }
+        : {}),
     });
   }
   if (has(ctx, "redis-sentinel")) {
-    steps.push({ phase: "packages", title: "Redis Sentinel", packages: ["redis-sentinel"] });
+    steps.push({ id: "redis.sentinel-package", phase: "packages", title: "Redis Sentinel", action: { kind: "packages", packages: ["redis-sentinel"] } });
     steps.push({
+      id: "redis.sentinel-restart",
       phase: "services",
       title: "Restart Redis Sentinel",
-      commands: ["systemctl enable redis-sentinel", "systemctl restart redis-sentinel"],
+      action: { kind: "service", units: ["redis-sentinel"], enable: true, state: "restarted" },
+      // Sentinel finds the primary and its replicas once they run.
+      after: t.redis.map((r) => ({ host: r.name, id: "redis.restart" })),
       why: `After the Redis hosts run. Sentinel rewrites ${p.sentinelConf} (its id, the replicas and sentinels it found, the primary after a failover): a drift check shows these rewrites, and installing the rendered file again resets them, so do it only to change settings, on every sentinel, then restart them.`,
     });
     const source = has(ctx, "redis") ? p.redisFragment : p.sentinelConf;
     const auth = password ? `${redisCliAuth(source)} ` : "";
     const cli = `${auth}redis-cli -p ${model.redis.sentinel_port}`;
     steps.push({
+      id: "redis.sentinel-check",
       phase: "verify",
       title: "Check Redis Sentinel",
-      commands: [
-        `${cli} sentinel get-master-addr-by-name ${shell(model.redis.master_name)}`,
-        `${cli} sentinel ckquorum ${shell(model.redis.master_name)}`,
-      ],
-      why: `The first prints the primary's address and port (${primaryAddress(model)} ${model.redis.port} until a failover); ckquorum says OK once ${sentinelQuorum(t.sentinels.length)} of the ${t.sentinels.length} sentinels can authorize a failover.`,
+      action: {
+        kind: "check",
+        commands: [`${cli} sentinel get-master-addr-by-name ${shell(model.redis.master_name)}`, `${cli} sentinel ckquorum ${shell(model.redis.master_name)}`],
+      },
+      why: `The first prints the primary's address and port (${primaryAddress(model, ctx.flows)} ${model.redis.port} until a failover); ckquorum says OK once ${sentinelQuorum(t.sentinels.length)} of the ${t.sentinels.length} sentinels can authorize a failover.`,
     });
   }
   return steps;
@@ -228,4 +222,4 @@ function redisSecretIssues(model: Model, secrets: Secrets): ModelIssue[] {
   ];
 }
 
-export const redisFamily: HostFamily = { files: redisFiles, steps: redisSteps, secretIssues: redisSecretIssues };
+export const redisFamily: HostFamily = { name: "redis", files: redisFiles, steps: redisSteps, secretIssues: redisSecretIssues };

@@ -1,21 +1,22 @@
 /**
- * The per-host runbook: every step the guide makes a person do by hand that is not a file, in
- * order. Families contribute steps (HostFamily.steps); this module adds the host-wide ones
- * (packages merged into one line, the service account, copying the tree and fixing owners),
- * sorts everything by phase and renders one Markdown file.
+ * The per-host runbook: the host's steps (every family's, plus the host-wide ones: packages
+ * merged into one step, the service account, installing the tree with owners and modes), in
+ * phase order, as one Markdown file for a person. The Ansible playbook is rendered from the
+ * same steps.
  */
 import { runsDjango } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { formatMode, type FileSpec } from "../tree.js";
-import { RUNBOOK_PHASES, type HostContext, type RunbookPhase, type RunbookStep } from "./context.js";
-import { paths } from "./paths.js";
+import type { HostContext } from "./context.js";
+import { byPhase, PHASES, stepLines, stepPackages, type Phase, type Step } from "./steps.js";
 
-const PHASE_TITLES: Record<RunbookPhase, string> = {
+const PHASE_TITLES: Record<Phase, string> = {
   packages: "Packages",
   accounts: "Accounts",
   code: "Application code",
   files: "Files",
+  network: "Network",
   certificates: "Certificates",
   database: "Database",
   app: "Application",
@@ -28,21 +29,45 @@ function needsAccount(ctx: HostContext): boolean {
   return runsDjango(ctx.host) || ctx.host.roles.has("db");
 }
 
-function accountStep(ctx: HostContext): RunbookStep {
+function accountStep(ctx: HostContext): Step {
   const { user, group, root } = ctx.model.project;
-  const commands =
-    group === user
-      ? [`id -u ${shell(user)} >/dev/null 2>&1 || useradd --system --user-group --home-dir ${shell(root)} --no-create-home --shell /usr/sbin/nologin ${shell(user)}`]
-      : [
-          `getent group ${shell(group)} >/dev/null || groupadd --system ${shell(group)}`,
-          `id -u ${shell(user)} >/dev/null 2>&1 || useradd --system --gid ${shell(group)} --home-dir ${shell(root)} --no-create-home --shell /usr/sbin/nologin ${shell(user)}`,
-        ];
   return {
+    id: "host.account",
     phase: "accounts",
     title: `Create the system account ${user}`,
-    commands,
+    action: { kind: "account", user, group, home: root },
     why: "Services run as a dedicated account without a login shell, never as root.",
   };
+}
+
+function filesStep(): Step {
+  return {
+    id: "host.files",
+    phase: "files",
+    title: "Install this host's files",
+    action: { kind: "files" },
+    why: "out/<host>/ mirrors the paths on the host. Each file is installed with its owner and mode; files holding secrets are readable only by the account that needs them, and the staging copy is removed.",
+  };
+}
+
+function packagesStep(steps: readonly Step[]): Step | undefined {
+  const packages = [...new Set(steps.flatMap(stepPackages))].sort();
+  if (packages.length === 0) return undefined;
+  return { id: "host.packages", phase: "packages", title: "Install the packages", action: { kind: "packages", packages } };
+}
+
+/**
+ * Every step of a host, in the order it runs: the host-wide steps, then the families' steps,
+ * by phase. A family's packages-only steps (nginx, Redis...) are folded into the one packages
+ * step; they stay only when they explain something.
+ */
+export function hostSteps(ctx: HostContext, familySteps: readonly Step[]): Step[] {
+  const own: Step[] = [filesStep()];
+  if (needsAccount(ctx)) own.push(accountStep(ctx));
+  const packages = packagesStep(familySteps);
+  if (packages) own.push(packages);
+  const kept = familySteps.filter((s) => s.action.kind !== "packages" || s.why !== undefined);
+  return byPhase([...own, ...kept]);
 }
 
 /**
@@ -50,44 +75,33 @@ function accountStep(ctx: HostContext): RunbookStep {
  * missing parent directories but never changes the owner or mode of existing ones (an rsync of
  * the tree onto / would, e.g. /etc/redis, which Sentinel must be able to write to).
  */
-function filesStep(ctx: HostContext, files: readonly FileSpec[]): RunbookStep {
+function installLines(ctx: HostContext, files: readonly FileSpec[]): string[] {
   const staging = `/root/${ctx.model.project.name}-render`;
-  const runbook: FileSpec = { path: paths(ctx.model).runbook, content: "", mode: 0o644 };
-  const installs = [...files, runbook].map(
-    (f) => `install -D -m ${formatMode(f.mode)} -o ${shell(f.owner ?? "root")} -g ${shell(f.group ?? "root")} ${shell(`${staging}${f.path}`)} ${shell(f.path)}`,
-  );
-  return {
-    phase: "files",
-    title: "Install this host's files",
-    commands: [
-      `# on the machine that rendered the model (out/ is the --out directory):`,
-      `#   rsync -a out/${ctx.host.name}/ root@${ctx.host.address}:${staging}/`,
-      ...installs,
-      `rm -rf ${shell(staging)}`,
-    ],
-    why: "out/<host>/ mirrors the paths on the host. Each file is installed with its owner and mode; files holding secrets are readable only by the account that needs them, and the staging copy is removed.",
-  };
+  const runbook: FileSpec = { path: ctx.paths.runbook, content: "", mode: 0o644, template: "runbook/runbook.md.njk" };
+  return [
+    `# on the machine that rendered the model (out/ is the --out directory):`,
+    `#   rsync -a out/${ctx.host.name}/ root@${ctx.host.address}:${staging}/`,
+    ...[...files, runbook].map(
+      (f) => `install -D -m ${formatMode(f.mode)} -o ${shell(f.owner ?? "root")} -g ${shell(f.group ?? "root")} ${shell(`${staging}${f.path}`)} ${shell(f.path)}`,
+    ),
+    `rm -rf ${shell(staging)}`,
+  ];
 }
 
-function packagesStep(steps: readonly RunbookStep[]): RunbookStep | undefined {
-  const packages = [...new Set(steps.flatMap((s) => s.packages ?? []))].sort();
-  if (packages.length === 0) return undefined;
-  return {
-    phase: "packages",
-    title: "Install the packages",
-    commands: ["apt-get update", `apt-get install -y ${packages.map(shell).join(" ")}`],
-  };
+/** A package step that only names a package (its package is in the packages step) shows no commands. */
+function runbookLines(ctx: HostContext, step: Step, files: readonly FileSpec[]): string[] {
+  if (step.action.kind === "files") return installLines(ctx, files);
+  if (step.action.kind === "packages" && step.id !== "host.packages") return [];
+  return stepLines(step);
 }
 
-export function runbookFile(ctx: HostContext, files: readonly FileSpec[], familySteps: readonly RunbookStep[]): FileSpec {
-  const own: RunbookStep[] = [filesStep(ctx, files)];
-  if (needsAccount(ctx)) own.push(accountStep(ctx));
-  const packages = packagesStep(familySteps);
-  if (packages) own.push(packages);
-  const all = [...own, ...familySteps.filter((s) => (s.commands?.length ?? 0) > 0 || s.why !== undefined)];
-  const phases = RUNBOOK_PHASES.map((phase) => ({
+export function runbookFile(ctx: HostContext, files: readonly FileSpec[], steps: readonly Step[]): FileSpec {
+  const shown = steps.map((step) => ({ step, lines: runbookLines(ctx, step, files) })).filter(({ step, lines }) => lines.length > 0 || step.why !== undefined);
+  const phases = PHASES.map((phase) => ({
     title: PHASE_TITLES[phase],
-    steps: all.filter((s) => s.phase === phase),
+    steps: shown
+      .filter(({ step }) => step.phase === phase)
+      .map(({ step, lines }) => ({ title: step.title, why: step.why, interactive: step.interactive === true, lines })),
   })).filter((p) => p.steps.length > 0);
   const view = {
     host: ctx.host.name,
@@ -97,5 +111,5 @@ export function runbookFile(ctx: HostContext, files: readonly FileSpec[], family
     phases,
     files: files.map((f) => ({ path: f.path, mode: formatMode(f.mode), owner: `${f.owner ?? "root"}:${f.group ?? "root"}` })),
   };
-  return templateFile(paths(ctx.model).runbook, "runbook/runbook.md.njk", view, { comment: "<!--" });
+  return templateFile(ctx.paths.runbook, "runbook/runbook.md.njk", view, { comment: "<!--" });
 }

@@ -6,8 +6,9 @@ import { shell } from "../quote.js";
 import type { Role } from "../model/schema.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { has, type HostContext, type HostFamily, type RunbookStep } from "./context.js";
-import { paths, unitNames } from "./paths.js";
+import { has, type HostContext, type HostFamily } from "./context.js";
+import { unitNames } from "./paths.js";
+import type { Step } from "./steps.js";
 
 export type UnitRole = Extract<Role, "app" | "asgi" | "worker" | "scheduler">;
 
@@ -69,13 +70,13 @@ function commonView(ctx: HostContext) {
   };
 }
 
-function gunicornView(ctx: HostContext) {
+function gunicornUnitView(ctx: HostContext) {
   const { model } = ctx;
   const logs = logsDirectory(model.project.logDir);
   return {
     ...commonView(ctx),
     gunicorn: `${model.project.venv}/bin/gunicorn`,
-    config: paths(model).gunicornConfig,
+    config: ctx.paths.gunicornConfig,
     // SD-10: longer than graceful_timeout, so a graceful stop is never cut short by SIGKILL.
     timeoutStopSec: model.gunicorn.graceful_timeout + 5,
     logsDirectory: logs,
@@ -117,60 +118,64 @@ function beatView(ctx: HostContext) {
     celery: `${model.project.venv}/bin/celery`,
     app: model.project.djangoModule,
     loglevel: model.celery.loglevel,
-    schedule: paths(model).celerybeatSchedule,
+    schedule: ctx.paths.celerybeatSchedule,
     stateDirectory,
   };
 }
 
 const TEMPLATES: Record<UnitRole, { template: string; view: (ctx: HostContext) => object }> = {
-  app: { template: "systemd/gunicorn.service.njk", view: gunicornView },
+  app: { template: "systemd/gunicorn.service.njk", view: gunicornUnitView },
   asgi: { template: "systemd/daphne.service.njk", view: daphneView },
   worker: { template: "systemd/celery.service.njk", view: celeryView },
   scheduler: { template: "systemd/celerybeat.service.njk", view: beatView },
 };
 
 function systemdFiles(ctx: HostContext): FileSpec[] {
-  const dir = paths(ctx.model).unitDir;
+  const dir = ctx.paths.unitDir;
   return hostUnits(ctx).map((unit) => {
     const t = TEMPLATES[unit.role];
     return templateFile(`${dir}/${unit.name}`, t.template, t.view(ctx), { comment: "#", mode: MODE.config });
   });
 }
 
-function systemdSteps(ctx: HostContext): RunbookStep[] {
+function systemdSteps(ctx: HostContext): Step[] {
   const units = hostUnits(ctx);
   if (units.length === 0) return [];
-  const names = units.map((u) => shell(u.name)).join(" ");
+  const names = units.map((u) => u.name);
   const beat = units.some((u) => u.role === "scheduler");
   const p = ctx.model.project;
-  const ownLogDir: RunbookStep[] =
-    has(ctx, "app") && logsDirectory(p.logDir) === undefined
-      ? [
-          {
-            phase: "files",
-            title: `Create the log directory ${p.logDir}`,
-            commands: [`install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0750 ${shell(p.logDir)}`],
-            why: "Outside /var/log systemd cannot create it (LogsDirectory=); gunicorn writes its logs there as the service account and logrotate rotates them as that account.",
-          },
-        ]
-      : [];
-  return [
-    ...ownLogDir,
+  const migrator = ctx.model.topology.migrator;
+  const steps: Step[] = [];
+  if (has(ctx, "app") && logsDirectory(p.logDir) === undefined) {
+    steps.push({
+      id: "systemd.log-directory",
+      phase: "files",
+      title: `Create the log directory ${p.logDir}`,
+      action: { kind: "commands", commands: [{ run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0750 ${shell(p.logDir)}` }] },
+      why: "Outside /var/log systemd cannot create it (LogsDirectory=); gunicorn writes its logs there as the service account and logrotate rotates them as that account.",
+    });
+  }
+  steps.push(
     {
+      id: "systemd.start",
       phase: "services",
       title: "Enable and start the application services",
-      commands: ["systemctl daemon-reload", `systemctl enable --now ${names}`],
+      action: { kind: "service", units: names, enable: true, state: "started", daemonReload: true },
+      // New code runs against a migrated schema only.
+      after: migrator ? [{ host: migrator.name, id: "app.migrate" }] : [],
       why: beat
         ? "Celery beat runs on this host and on no other (the model allows exactly one scheduler): two beats would fire every periodic task twice."
         : "The units start at boot (WantedBy=multi-user.target) and after the services they use on this host (Wants=/After=).",
     },
     {
+      id: "systemd.check",
       phase: "verify",
       title: "Check that the application services run",
-      commands: [`systemctl is-active ${names}`],
+      action: { kind: "check", commands: [`systemctl is-active ${names.map(shell).join(" ")}`] },
       why: "Each line must say active; otherwise `journalctl -u <unit> -b` shows why.",
     },
-  ];
+  );
+  return steps;
 }
 
-export const systemdFamily: HostFamily = { files: systemdFiles, steps: systemdSteps };
+export const systemdFamily: HostFamily = { name: "systemd", files: systemdFiles, steps: systemdSteps };

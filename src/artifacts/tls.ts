@@ -46,10 +46,14 @@ export function hstsValue(model: Model): string {
   return [`max-age=${h.max_age}`, ...(h.include_subdomains ? ["includeSubDomains"] : []), ...(h.preload ? ["preload"] : [])].join("; ");
 }
 
-/** certbot's arguments for the site's names and account (never a secret). */
-export function certbotAccount(model: Model): string[] {
+/** certbot's account arguments, shared by every certificate the model asks for (never a secret). */
+export function certbotAccountFlags(model: Model): string[] {
   const tls = model.site.tls;
-  const domains = model.siteNames.flatMap((n) => ["-d", shell(n)]);
   const account = tls.mode === "letsencrypt" && tls.email ? ["--email", shell(tls.email)] : ["--register-unsafely-without-email"];
-  return [...domains, ...account, "--agree-tos", "--non-interactive"];
+  return [...account, "--agree-tos", "--non-interactive"];
+}
+
+/** certbot's arguments for the site's names and the account. */
+export function certbotAccount(model: Model): string[] {
+  return [...model.siteNames.flatMap((n) => ["-d", shell(n)]), ...certbotAccountFlags(model)];
 }

@@ -8,6 +8,8 @@ Usage:
   novacloud-render [MODEL] --check --out DIR    compare DIR with what MODEL renders now
   novacloud-render [MODEL] --list               list the files MODEL renders
   novacloud-render [MODEL] --print PATH         print one rendered file to stdout
+  novacloud-render flows [MODEL]                print every network flow (who connects to whom)
+                                                and the public entry points; --format json
   novacloud-render schema                       print the model's JSON Schema
   novacloud-render init [FILE]                  write a commented starter model and its secrets
 
@@ -41,7 +43,7 @@ Secrets are references in the model ({ env = "NAME" } or { file = "path" }); the
 written only into files with mode 0600/0640 and are redacted from diffs and errors.
 The README (in the package) documents the model, every option and the library API.`;
 
-export type Command = "render" | "schema" | "init";
+export type Command = "render" | "flows" | "schema" | "init";
 
 export interface CliOptions {
   readonly command: Command;
@@ -88,7 +90,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const { values, positionals } = parsed;
   let command: Command = "render";
   let rest = positionals;
-  if (positionals[0] === "schema" || positionals[0] === "init") {
+  if (positionals[0] === "schema" || positionals[0] === "init" || positionals[0] === "flows") {
     command = positionals[0];
     rest = positionals.slice(1);
   }
@@ -115,6 +117,9 @@ export function parseCli(argv: readonly string[]): CliOptions {
   if (options.help || options.version) return options;
   if (command === "schema" && (options.out || options.check || options.list || options.print)) {
     throw new UsageError("schema takes no other options; it prints the JSON Schema to stdout");
+  }
+  if (command === "flows" && (options.out || options.check || options.list || options.print || options.secrets.length > 0)) {
+    throw new UsageError("flows takes a model and --format (and --host) only; it prints the flow table to stdout");
   }
   if (command === "render") {
     const modes = [options.check, options.list, options.print !== undefined].filter(Boolean).length;

@@ -2,6 +2,7 @@
 import { pbkdf2Sync } from "node:crypto";
 import { dirname, extname, resolve } from "node:path";
 import { formatIssue, ModelError, type ModelIssue } from "../model/errors.js";
+import { flowTable, formatEntry, formatFlow } from "../model/flows.js";
 import { locateIssues, parseModelText, type SourceFormat } from "../model/parse.js";
 import { shown } from "../model/values.js";
 import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
@@ -77,6 +78,7 @@ export async function run(options: CliOptions): Promise<number> {
       return EXIT.ok;
     }
     if (options.command === "init") return (await import("./init.js")).writeStarter(options.model ?? "novacloud.toml", o);
+    if (options.command === "flows") return flowsCommand(options, o);
     return await renderCommand(options, o);
   } catch (error) {
     if (error instanceof IoError) {
@@ -86,6 +88,41 @@ export async function run(options: CliOptions): Promise<number> {
     }
     throw error;
   }
+}
+
+/** `flows`: the flow table of the model (needs no secrets: who connects to whom is not one). */
+function flowsCommand(options: CliOptions, o: Output): number {
+  const modelPath = options.model ?? "novacloud.toml";
+  const text = readText(modelPath);
+  const label = modelPath === "-" ? "<stdin>" : modelPath;
+  const parsed = parseModelText(text, formatOf(modelPath, text));
+  if (!parsed.ok) return reportIssues(o, parsed.issues, label);
+  const table = flowTable(parsed.model);
+  const host = options.host;
+  if (host !== undefined && !parsed.model.topology.hosts.some((h) => h.name === host)) {
+    return reportIssues(o, [{ path: "hosts", message: `--host ${shown(host)}: no such host (hosts: ${parsed.model.topology.hosts.map((h) => h.name).join(", ") || "none"})` }], label);
+  }
+  const touches = (from: string, to: string) => host === undefined || from === host || to === host;
+  const flows = table.flows.filter((f) => touches(f.from.name, f.to.name));
+  const entries = table.entries.filter((e) => touches("", e.to.name));
+  if (o.json) {
+    const json = {
+      ok: true,
+      flows: flows.map((f) => ({ from: f.from.name, fromAddress: f.from.address, to: f.to.name, toAddress: f.to.address, port: f.port, protocol: f.protocol, service: f.service, client: f.client, purpose: f.purpose })),
+      entries: entries.map((e) => ({ to: e.to.name, toAddress: e.to.address, port: e.port, protocol: e.protocol, service: e.service, purpose: e.purpose, from: e.from })),
+    };
+    o.out(`${JSON.stringify(json, null, 2)}\n`);
+  } else {
+    const lines = [
+      "# Private network: client -> server:port/protocol service (purpose)",
+      ...flows.map(formatFlow),
+      "",
+      "# Entry points: from -> server:port/protocol service (purpose)",
+      ...entries.map(formatEntry),
+    ];
+    o.out(`${lines.join("\n")}\n`);
+  }
+  return EXIT.ok;
 }
 
 async function renderCommand(options: CliOptions, o: Output): Promise<number> {
@@ -124,7 +161,16 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
 
   if (options.list) {
     if (o.json) {
-      const files = [...tree].map(([path, f]) => ({ path, mode: formatMode(f.mode), owner: f.owner, group: f.group, size: Buffer.byteLength(f.content) }));
+      const files = [...tree].map(([path, f]) => ({
+        path,
+        mode: formatMode(f.mode),
+        owner: f.owner,
+        group: f.group,
+        size: Buffer.byteLength(f.content),
+        // Where it comes from: src/artifacts/<family>.ts renders templates/<template>.
+        family: f.family,
+        template: f.template,
+      }));
       o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
     } else o.out(`${listing(tree)}\n`);
     return EXIT.ok;

@@ -11,6 +11,7 @@ import fc from "fast-check";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
+import { hostContexts } from "../../src/artifacts/context.js";
 import { composeFiles, composeNginxVersion, composePaths } from "../../src/artifacts/compose.js";
 import { imageTagVersion } from "../../src/model/values.js";
 import type { Model } from "../../src/model/normalize.js";
@@ -217,8 +218,7 @@ describe("compose bundle: files", () => {
     expect(env.MQTT_BROKER_PORT).toBe(String(model.mqtt.port));
     // The same names a host gets: the compose model with one host, rendered by the app family.
     const hosted = variant("compose", (raw) => (raw.hosts = { node1: { address: "10.9.0.5", roles: ["web", "app", "asgi", "worker", "scheduler", "db", "redis", "mqtt"] } }));
-    const host = hosted.model.topology.hosts[0]!;
-    const hostEnv = appFamily.files({ model: hosted.model, host, secrets: hosted.secrets, kdf: pbkdf2Js }).find((f) => f.path === hosted.model.project.envFile)!;
+    const hostEnv = appFamily.files(hostContexts(hosted.model, hosted.secrets, pbkdf2Js)[0]!).find((f) => f.path === hosted.model.project.envFile)!;
     const keys = (text: string) => text.split("\n").filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.slice(0, l.indexOf("=")));
     expect(keys(content(files, "compose.env"))).toEqual(keys(hostEnv.content));
   });

@@ -3,11 +3,12 @@
  * against the model and against the nginx sites it forwards to (errata section 8, HAP-01..10;
  * TLS-01).
  */
+import { stepLines, stepPackages } from "../../src/artifacts/steps.js";
 import { describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { haproxyFamily } from "../../src/artifacts/haproxy.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
 import { fixtureNames, renderFixture } from "../helpers/fixtures.js";
 import { hostContexts, parseNginx, setKey, variantContexts, type Directive } from "./nginx-conf.js";
 
@@ -36,7 +37,7 @@ function config(ctx: HostContext) {
   const files = haproxyFamily.files(ctx);
   expect(files).toHaveLength(1);
   const file = files[0]!;
-  expect(file.path).toBe(paths(ctx.model).haproxyConfig);
+  expect(file.path).toBe(pathsOf(ctx.model).haproxyConfig);
   return { file, s: sections(file.content) };
 }
 
@@ -65,7 +66,7 @@ describe("HAProxy family", () => {
     const ctx = lbOf(ctxs);
     const { model } = ctx;
     const { file, s } = config(ctx);
-    const p = paths(model);
+    const p = pathsOf(model);
 
     it("uses Mozilla intermediate TLS settings for binds (HAP-07)", () => {
       const g = section(s, "global");
@@ -171,13 +172,13 @@ describe("HAProxy family", () => {
 
     it("has runbook steps with certbot behind HAProxy and no secret on any command line", () => {
       const steps = haproxyFamily.steps!(ctx);
-      const commands = steps.flatMap((st) => st.commands ?? []);
-      expect(steps.flatMap((st) => st.packages ?? [])).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
-      const certbot = commands.find((c) => c.startsWith("certbot "))!;
+      const commands = steps.flatMap((st) => stepLines(st));
+      expect(steps.flatMap(stepPackages)).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
+      const certbot = commands.find((c) => c.includes("|| certbot "))!;
       expect(certbot).toContain(`certonly --standalone --http-01-address 127.0.0.1 --http-01-port ${model.haproxy.acme_port}`);
       for (const n of model.siteNames) expect(certbot).toContain(`-d ${n}`);
       // A self-signed PEM first (only if none exists), so HAProxy can start and route the challenge.
-      const selfSigned = commands.findIndex((c) => c.includes("openssl req -x509") && c.startsWith(`[ -s ${p.haproxyPem} ] ||`));
+      const selfSigned = commands.findIndex((c) => c.includes("openssl req -x509") && c.startsWith(`test -e ${p.haproxyPem} ||`));
       expect(selfSigned).toBeGreaterThanOrEqual(0);
       expect(selfSigned).toBeLessThan(commands.indexOf(certbot));
       expect(commands).toContain(`haproxy -c -f ${p.haproxyConfig} && systemctl reload haproxy`);
@@ -192,7 +193,7 @@ describe("HAProxy family", () => {
     expect(password).toBeDefined();
     const tree = renderFixture("ha-cluster");
     const holders = [...tree].filter(([, f]) => f.content.includes(password));
-    expect(holders.map(([path, f]) => [path, f.mode, f.owner, f.group])).toEqual([[`${ctx.host.name}${paths(ctx.model).haproxyConfig}`, 0o640, "root", "haproxy"]]);
+    expect(holders.map(([path, f]) => [path, f.mode, f.owner, f.group])).toEqual([[`${ctx.host.name}${pathsOf(ctx.model).haproxyConfig}`, 0o640, "root", "haproxy"]]);
   });
 });
 
@@ -253,10 +254,10 @@ describe("HAProxy options and version gates", () => {
     expect(s.has("backend be_acme")).toBe(false);
     expect(section(s, "frontend fe_http")).toContain("http-request redirect scheme https code 301");
     const steps = haproxyFamily.steps!(ctx);
-    const commands = steps.flatMap((st) => st.commands ?? []);
+    const commands = steps.flatMap((st) => stepLines(st));
     expect(commands.some((c) => c.startsWith("certbot"))).toBe(false);
-    expect(steps.flatMap((st) => st.packages ?? [])).not.toContain("certbot");
-    const pem = paths(ctx.model).haproxyPem;
+    expect(steps.flatMap(stepPackages)).not.toContain("certbot");
+    const pem = pathsOf(ctx.model).haproxyPem;
     expect(commands).toContain(`cat /etc/ssl/site/chain.pem /etc/ssl/site/key.pem | install -m 0600 -o root -g root /dev/stdin ${pem}`);
   });
 

@@ -3,14 +3,18 @@
  * mosquitto_passwd would accept (checked with node:crypto, not with the code under test), the
  * star of bridges, modes and owners, and a runbook that never shows a password.
  */
+import { stepPackages, unguardedLines } from "../../src/artifacts/steps.js";
 import { pbkdf2Js } from "../../src/crypto.js";
 import { pbkdf2Sync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
-import type { HostContext, RunbookStep } from "../../src/artifacts/context.js";
-import { mosquittoFamily, mqttPlainClients } from "../../src/artifacts/mosquitto.js";
-import { mqttLetsEncryptLive, paths, siteCertificate } from "../../src/artifacts/paths.js";
+import type { HostContext } from "../../src/artifacts/context.js";
+import type { Step } from "../../src/artifacts/steps.js";
+import { mosquittoFamily } from "../../src/artifacts/mosquitto.js";
+import { hostContexts } from "../../src/artifacts/context.js";
+import { flowsTo, flowTable } from "../../src/model/flows.js";
+import { mqttLetsEncryptLive, pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
 import type { Model } from "../../src/model/normalize.js";
 import { parseModel } from "../../src/model/parse.js";
 import { resolveSecrets, type Secrets } from "../../src/model/secrets.js";
@@ -21,14 +25,15 @@ interface Rendered {
   readonly model: Model;
   readonly secrets: Secrets;
   readonly files: (host: string) => FileSpec[];
-  readonly steps: (host: string) => RunbookStep[];
+  readonly steps: (host: string) => Step[];
 }
 
 function rendered(model: Model, secrets: Secrets): Rendered {
+  const contexts = hostContexts(model, secrets, pbkdf2Js);
   const ctx = (name: string): HostContext => {
-    const host = model.topology.hosts.find((h) => h.name === name);
-    if (!host) throw new Error(`no host ${name}`);
-    return { model, host, secrets, kdf: pbkdf2Js };
+    const found = contexts.find((c) => c.host.name === name);
+    if (!found) throw new Error(`no host ${name}`);
+    return found;
   };
   return { model, secrets, files: (h) => mosquittoFamily.files(ctx(h)), steps: (h) => mosquittoFamily.steps!(ctx(h)) };
 }
@@ -60,7 +65,7 @@ describe("mosquitto family: files", () => {
   it("renders exactly the conf.d file, the password file and the ACL on mqtt hosts, and nothing elsewhere", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
-      const p = paths(r.model);
+      const p = pathsOf(r.model);
       for (const host of r.model.topology.hosts) {
         const files = r.files(host.name).map((f) => f.path).sort();
         expect(files, `${name}/${host.name}`).toEqual(host.roles.has("mqtt") ? [p.mosquittoAcl, p.mosquittoConf, p.mosquittoPasswd].sort() : []);
@@ -71,7 +76,7 @@ describe("mosquitto family: files", () => {
   it("never repeats what Debian's main file sets (MQ-01), authenticates every listener alike and has no cafile (MQ-04, MQ-07)", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
-      const p = paths(r.model);
+      const p = pathsOf(r.model);
       for (const host of r.model.topology.mqtt) {
         const conf = lines(byPath(r.files(host.name), p.mosquittoConf).content);
         const where = `${name}/${host.name}`;
@@ -84,7 +89,7 @@ describe("mosquitto family: files", () => {
 
   it("listens in plain text on loopback, on the private address only for remote clients, never on every address (MQ-03)", () => {
     const plain = (r: Rendered, host: string) =>
-      lines(byPath(r.files(host), paths(r.model).mosquittoConf).content).filter((l) => l.startsWith(`listener ${r.model.mqtt.port}`));
+      lines(byPath(r.files(host), pathsOf(r.model).mosquittoConf).content).filter((l) => l.startsWith(`listener ${r.model.mqtt.port}`));
     const single = fixture("single-node");
     expect(plain(single, "node1")).toEqual(["listener 1883 127.0.0.1"]);
     const options = fixture("options");
@@ -93,21 +98,20 @@ describe("mosquitto family: files", () => {
     // ha-cluster: the app and worker hosts have no broker and use mqtt1's private address.
     const cluster = fixture("ha-cluster");
     expect(plain(cluster, "mqtt1")).toEqual(["listener 1883 127.0.0.1", "listener 1883 10.0.0.51"]);
-    expect(mqttPlainClients(cluster.model, cluster.model.topology.mqtt[0]!).django.map((h) => h.name)).toEqual(["app1", "app2", "app3", "worker1"]);
+    const clients = (r: Rendered, host: string) => flowsTo(flowTable(r.model), r.model.topology.hosts.find((h) => h.name === host)!, "mqtt").map((f) => `${f.from.name} (${f.client})`);
+    expect(clients(cluster, "mqtt1")).toEqual(["app1 (django)", "app2 (django)", "app3 (django)", "worker1 (django)"]);
     // ha-sentinel: the hub data1 serves the app hosts and the leaf's bridge; the leaf only itself.
     const sentinel = fixture("ha-sentinel");
     expect(plain(sentinel, "data1")).toEqual(["listener 1883 127.0.0.1", "listener 1883 10.1.0.21"]);
     expect(plain(sentinel, "data2")).toEqual(["listener 1883 127.0.0.1"]);
-    const [data1, data2] = sentinel.model.topology.mqtt;
-    const hub = mqttPlainClients(sentinel.model, data1!);
-    expect([...hub.django, ...hub.bridges].map((h) => h.name)).toEqual(["app1", "app2", "data2"]);
-    expect(mqttPlainClients(sentinel.model, data2!)).toEqual({ django: [], bridges: [] });
+    expect(clients(sentinel, "data1")).toEqual(["app1 (django)", "app2 (django)", "data2 (bridge)"]);
+    expect(clients(sentinel, "data2")).toEqual([]);
   });
 
   it("has a TLS listener on every address with the copied certificate exactly when mqtt.tls_port is set", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
-      const p = paths(r.model);
+      const p = pathsOf(r.model);
       for (const host of r.model.topology.mqtt) {
         const conf = lines(byPath(r.files(host.name), p.mosquittoConf).content);
         const tls = r.model.mqtt.tls_port;
@@ -125,7 +129,7 @@ describe("mosquitto family: files", () => {
   it("writes mosquitto_passwd hashes that PBKDF2-SHA512 of the password reproduces, and never the password", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
-      const p = paths(r.model);
+      const p = pathsOf(r.model);
       for (const host of r.model.topology.mqtt) {
         const passwd = byPath(r.files(host.name), p.mosquittoPasswd);
         expect([passwd.mode, passwd.owner, passwd.group], `${name}: MQ-09`).toEqual([0o600, "mosquitto", "mosquitto"]);
@@ -148,7 +152,7 @@ describe("mosquitto family: files", () => {
 
   it("gives each user the ACL it needs: the platform (and the hub's bridge user) everything, devices their own subtree (MQ-08)", () => {
     const sentinel = fixture("ha-sentinel");
-    const p = paths(sentinel.model);
+    const p = pathsOf(sentinel.model);
     const hubAcl = lines(byPath(sentinel.files("data1"), p.mosquittoAcl).content);
     const leafAcl = lines(byPath(sentinel.files("data2"), p.mosquittoAcl).content);
     const platform = sentinel.model.mqtt.username;
@@ -163,7 +167,7 @@ describe("mosquitto family: files", () => {
 
   it("bridges every other broker to the hub (a star), with the bridge password only in a file the broker's group reads", () => {
     const r = fixture("ha-sentinel");
-    const p = paths(r.model);
+    const p = pathsOf(r.model);
     const hub = r.model.topology.mqttHub!;
     expect(hub.name).toBe("data1");
     const hubConf = byPath(r.files("data1"), p.mosquittoConf);
@@ -189,7 +193,7 @@ describe("mosquitto family: files", () => {
     expect([leaf.mode, leaf.owner, leaf.group]).toEqual([0o640, "root", "mosquitto"]);
     // Single-broker fixtures have no bridge and no bridge user.
     const single = fixture("single-node");
-    expect(byPath(single.files("node1"), paths(single.model).mosquittoConf).content).not.toMatch(/^connection /m);
+    expect(byPath(single.files("node1"), pathsOf(single.model).mosquittoConf).content).not.toMatch(/^connection /m);
   });
 
   it("never writes a secret into a file others can read", () => {
@@ -207,7 +211,7 @@ describe("mosquitto family: files", () => {
 });
 
 describe("mosquitto family: runbook", () => {
-  const allCommands = (steps: RunbookStep[]) => steps.flatMap((s) => s.commands ?? []);
+  const allCommands = (steps: Step[]) => steps.flatMap(unguardedLines);
 
   it("installs mosquitto and its clients, restarts it, and never shows a password on a command line", () => {
     for (const name of fixtureNames()) {
@@ -219,7 +223,7 @@ describe("mosquitto family: runbook", () => {
           expect(steps, `${name}/${host.name}`).toEqual([]);
           continue;
         }
-        expect(steps.flatMap((s) => s.packages ?? [])).toEqual(expect.arrayContaining(["mosquitto", "mosquitto-clients"]));
+        expect(steps.flatMap(stepPackages)).toEqual(expect.arrayContaining(["mosquitto", "mosquitto-clients"]));
         const commands = allCommands(steps);
         expect(commands).toContain("systemctl restart mosquitto");
         for (const c of commands) {
@@ -234,7 +238,7 @@ describe("mosquitto family: runbook", () => {
 
   it("Let's Encrypt: a separate mqtt host gets its own certificate for mqtt.domain with certbot --standalone, for the deploy hook to copy", () => {
     const r = fixture("ha-cluster");
-    const p = paths(r.model);
+    const p = pathsOf(r.model);
     const commands = allCommands(r.steps("mqtt1"));
     const certbot = commands.filter((c) => c.startsWith("certbot "));
     expect(certbot).toHaveLength(1);
@@ -256,13 +260,13 @@ describe("mosquitto family: runbook", () => {
     const alias = variant("single-node", (raw) => (raw.mqtt.domain = "www.iot.example.com"));
     const certbot = allCommands(alias.steps("node1")).filter((c) => c.startsWith("certbot "));
     expect(certbot).toHaveLength(1);
-    expect(certbot[0]).toMatch(new RegExp(`^certbot certonly --webroot -w ${paths(alias.model).acmeWebroot} `));
+    expect(certbot[0]).toMatch(new RegExp(`^certbot certonly --webroot -w ${pathsOf(alias.model).acmeWebroot} `));
     expect(certbot[0]).toContain("-d www.iot.example.com");
   });
 
   it("certificate files: copied for the mosquitto user from the site certificate paths, key 0600", () => {
     const r = variant("options", (raw) => (raw.mqtt.tls_port = 8883));
-    const p = paths(r.model);
+    const p = pathsOf(r.model);
     const cert = siteCertificate(r.model);
     const commands = allCommands(r.steps("iot1"));
     expect(commands).toContain(`install -D -o mosquitto -g mosquitto -m 0600 ${cert.key} ${p.mosquittoKey}`);

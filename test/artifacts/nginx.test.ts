@@ -2,10 +2,11 @@
  * The nginx family: the site, its snippets and the ACME bootstrap site, read back with an nginx
  * config parser and checked against the model (errata section 5, NGX-01..18; INST-07).
  */
+import { stepPackages, unguardedLines } from "../../src/artifacts/steps.js";
 import { describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
-import { paths, siteCertificate } from "../../src/artifacts/paths.js";
+import { pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
 import { identifierFrom } from "../../src/model/normalize.js";
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, renderFixture } from "../helpers/fixtures.js";
@@ -26,7 +27,7 @@ const SECURITY_HEADER_NAMES = ["Strict-Transport-Security", "X-Content-Type-Opti
 interface Rendered {
   readonly ctx: HostContext;
   readonly files: Map<string, FileSpec>;
-  readonly p: ReturnType<typeof paths>;
+  readonly p: ReturnType<typeof pathsOf>;
   /** The site, includes expanded. */
   readonly site: Directive[];
   /** The site as written (includes not expanded). */
@@ -36,7 +37,7 @@ interface Rendered {
 
 function rendered(ctx: HostContext): Rendered {
   const files = new Map(nginxFamily.files(ctx).map((f) => [f.path, f]));
-  const p = paths(ctx.model);
+  const p = pathsOf(ctx.model);
   const text = (path: string) => {
     const f = files.get(path);
     if (!f) throw new Error(`${ctx.host.name}: no ${path}`);
@@ -262,8 +263,8 @@ describe("nginx family", () => {
 
     it("has runbook steps that enable the site with nginx -t before the reload, and no secret", () => {
       const steps = nginxFamily.steps!(ctx);
-      const commands = steps.flatMap((s) => s.commands ?? []);
-      expect(steps.flatMap((s) => s.packages ?? [])).toContain("nginx");
+      const commands = steps.flatMap(unguardedLines);
+      expect(steps.flatMap(stepPackages)).toContain("nginx");
       expect(commands).toContain(`ln -sfn ${r.p.nginxSite} ${r.p.nginxSiteEnabled}`);
       expect(commands).toContain("nginx -t && systemctl reload nginx");
       const text = JSON.stringify(steps);
@@ -283,6 +284,9 @@ describe("nginx family", () => {
       expect(c).toContain("--agree-tos --non-interactive");
       const order = (needle: string) => commands.findIndex((x) => x.includes(needle));
       expect(order(`ln -sfn ${r.p.nginxAcmeSite}`)).toBeLessThan(order("certbot "));
+      // Guarded by the certificate: a second run changes nothing.
+      const guarded = steps.flatMap((s) => (s.action.kind === "commands" ? s.action.commands : [])).find((x) => x.run.startsWith("certbot "))!;
+      expect(guarded.creates).toBe(`/etc/letsencrypt/live/${model.site.domain}/fullchain.pem`);
       expect(order("certbot ")).toBeLessThan(order(`rm -f ${r.p.nginxAcmeSiteEnabled}`));
       expect(order(`rm -f ${r.p.nginxAcmeSiteEnabled}`)).toBeLessThan(order(`ln -sfn ${r.p.nginxSite} `));
     });

@@ -4,11 +4,12 @@
  * SQL's SCRAM verifiers (recomputed here with node:crypto), the standby's password file read
  * back the way libpq reads it, and the runbook steps.
  */
+import { commandsOf, stepLines, stepPackages } from "../../src/artifacts/steps.js";
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
 import { pgSizeMegabytes, postgresFamily, scramSafe, slotName } from "../../src/artifacts/postgres.js";
 import { parseSecretsFile } from "../../src/cli/files.js";
 import { secretForms } from "../../src/redact.js";
@@ -93,7 +94,7 @@ const ALL = fixtureNames().flatMap((name) => (loadFixture(name).model.topology.h
 describe("PostgreSQL family", () => {
   it("gives db hosts conf.d + pg_hba.conf, the primary the init SQL, standbys the password file", () => {
     for (const { name, ctx } of ALL) {
-      const p = paths(ctx.model);
+      const p = pathsOf(ctx.model);
       const files = postgresFamily.files(ctx);
       const byPath = new Map(files.map((f) => [f.path, f]));
       const primary = ctx.host.roles.has("db");
@@ -124,7 +125,7 @@ describe("PostgreSQL family", () => {
           .flatMap((f) => f.content.split("\n"))
           .filter((l) => !/^\s*(#|--)/.test(l))
           .join("\n");
-        const runbook = postgresFamily.steps!(ctx).flatMap((st) => st.commands ?? []).filter((c) => !c.startsWith("#")).join("\n");
+        const runbook = postgresFamily.steps!(ctx).flatMap((st) => stepLines(st)).filter((c) => !c.startsWith("#")).join("\n");
         for (const banned of [/^\s*standby_mode/m, /^\s*(promote_)?trigger_file/m, /^\s*primary_conninfo/m, /\bmd5\b/, /\btrust\b/]) {
           expect(text, `${version} ${ctx.host.name}: ${banned}`).not.toMatch(banned);
         }
@@ -142,7 +143,7 @@ describe("PostgreSQL family", () => {
       });
       for (const name of ["node1", "node2"]) {
         const ctx = contextOf(ctxs, name);
-        const s = settings(fileOf(ctx, paths(ctx.model).pgConfD)!.content);
+        const s = settings(fileOf(ctx, pathsOf(ctx.model).pgConfD)!.content);
         expect(s.get("wal_level")).toBe("replica");
         expect(s.get("hot_standby")).toBe("on");
         expect(s.get("wal_log_hints")).toBe("on");
@@ -166,9 +167,9 @@ describe("PostgreSQL family", () => {
 
   it("listens on the private address only when another host connects (PG-02)", () => {
     const single = contextOf(fixtureContexts("single-node"), "node1");
-    expect(settings(fileOf(single, paths(single.model).pgConfD)!.content).get("listen_addresses")).toBe("localhost");
+    expect(settings(fileOf(single, pathsOf(single.model).pgConfD)!.content).get("listen_addresses")).toBe("localhost");
     for (const { name, ctx } of ALL) {
-      const conf = fileOf(ctx, paths(ctx.model).pgConfD);
+      const conf = fileOf(ctx, pathsOf(ctx.model).pgConfD);
       if (!conf) continue;
       const s = settings(conf.content);
       expect(s.get("password_encryption"), name).toBe("scram-sha-256");
@@ -184,7 +185,7 @@ describe("PostgreSQL family", () => {
       if (!ctx.model.topology.django.some((h) => h.name === ctx.host.name)) continue;
       const env = envOf(ctx);
       const dbCtx = contextOf(fixtureContexts(name), ctx.model.topology.db!.name);
-      const p = paths(ctx.model);
+      const p = pathsOf(ctx.model);
       const listen = settings(fileOf(dbCtx, p.pgConfD)!.content).get("listen_addresses")!.split(",");
       const rules = hbaRules(fileOf(dbCtx, p.pgHba)!.content);
       const where = `${name}: .env of ${ctx.host.name}`;
@@ -206,7 +207,7 @@ describe("PostgreSQL family", () => {
     const members = ["db1", "db2", "db3"];
     for (const name of members) {
       const ctx = contextOf(ctxs, name);
-      const rules = hbaRules(fileOf(ctx, paths(ctx.model).pgHba)!.content);
+      const rules = hbaRules(fileOf(ctx, pathsOf(ctx.model).pgHba)!.content);
       const repl = rules.filter((r) => r.database === "replication");
       const expected = members.filter((m) => m !== name).map((m) => `${contextOf(ctxs, m).host.address}/32`);
       expect(repl.map((r) => r.address).sort(), name).toEqual(expected.sort());
@@ -223,7 +224,7 @@ describe("PostgreSQL family", () => {
 
   it("uses host instead of hostssl and leaves ssl alone when postgres.ssl = false", () => {
     const ctx = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.ssl = false)), "db1");
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const s = settings(fileOf(ctx, p.pgConfD)!.content);
     expect(s.has("ssl")).toBe(false);
     const rules = hbaRules(fileOf(ctx, p.pgHba)!.content);
@@ -236,13 +237,13 @@ describe("PostgreSQL family", () => {
 
   it("quotes names pg_hba.conf would read as keywords", () => {
     const ctx = contextOf(fixtureContexts("single-node", (raw) => (raw.postgres.database = "replication")), "node1");
-    const hba = fileOf(ctx, paths(ctx.model).pgHba)!.content;
+    const hba = fileOf(ctx, pathsOf(ctx.model).pgHba)!.content;
     expect(hba).toMatch(/^host\s+"replication"\s+novacloud\s+127\.0\.0\.1\/32\s+scram-sha-256$/m);
   });
 
   it("sets passwords as SCRAM verifiers of the real passwords, never in clear (INST-03)", () => {
     for (const { name, ctx } of ALL) {
-      const sql = fileOf(ctx, paths(ctx.model).pgInitSql)?.content;
+      const sql = fileOf(ctx, pathsOf(ctx.model).pgInitSql)?.content;
       if (!sql) continue;
       const verifiers = [...sql.matchAll(/^ALTER ROLE (\S+) WITH .* PASSWORD '([^']+)';$/gm)].map((m) => ({ role: m[1]!, verifier: m[2]! }));
       const roles = [ctx.model.postgres.user, ...(ctx.model.topology.standbys.length > 0 ? [ctx.model.postgres.replication.user] : [])];
@@ -265,7 +266,7 @@ describe("PostgreSQL family", () => {
     expect(scramSafe(password)).toBe(false);
     expect(scramSafe("db p@ss \"dq\" 'sq' $HOME \\back\\slash #hash 100%")).toBe(true);
     const ctx = contextOf(fixtureContexts("options", undefined, { IOT_DB_PASSWORD: password }), "iot1");
-    const sql = fileOf(ctx, paths(ctx.model).pgInitSql)!.content;
+    const sql = fileOf(ctx, pathsOf(ctx.model).pgInitSql)!.content;
     expect(sql).toContain(`PASSWORD 'pässwörd ''x'' \\';`);
     expect(sql).toMatch(/SASLprep/);
     expect(sql).toMatch(/^SET password_encryption = 'scram-sha-256';$/m);
@@ -274,7 +275,7 @@ describe("PostgreSQL family", () => {
   it("hands the schema public to the owner before 15 only (INST-04)", () => {
     for (const version of [12, 13, 14, 15, 16, 17]) {
       const ctx = contextOf(fixtureContexts("single-node", (raw) => (raw.postgres.version = version)), "node1");
-      const sql = fileOf(ctx, paths(ctx.model).pgInitSql)!.content;
+      const sql = fileOf(ctx, pathsOf(ctx.model).pgInitSql)!.content;
       const hands = /ALTER SCHEMA public OWNER TO novacloud;/.test(sql) && /REVOKE CREATE ON SCHEMA public FROM PUBLIC;/.test(sql);
       expect(hands, String(version)).toBe(version < 15);
     }
@@ -284,7 +285,7 @@ describe("PostgreSQL family", () => {
     const password = "repl:pw\\with:colons \\ and #";
     const ctxs = fixtureContexts("ha-cluster", undefined, { NOVACLOUD_REPLICATION_PASSWORD: password });
     const ctx = contextOf(ctxs, "db2");
-    const lines = fileOf(ctx, paths(ctx.model).standbyPgpass)!.content.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
+    const lines = fileOf(ctx, pathsOf(ctx.model).standbyPgpass)!.content.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
     const parsed = lines.map(pgpassFields);
     expect(parsed).toEqual([
       ["10.0.0.31", "5432", "replication", "replicator", password],
@@ -294,10 +295,13 @@ describe("PostgreSQL family", () => {
 
   it("clones a standby as the errata orders it, with a slot named after the host (PG-06, PG-08)", () => {
     const ctx = contextOf(fixtureContexts("ha-cluster"), "db2");
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const steps = postgresFamily.steps!(ctx);
-    const clone = steps.find((s) => s.phase === "database" && s.commands?.some((c) => c.includes("pg_basebackup")))!;
-    const commands = clone.commands!.filter((c) => !c.startsWith("#"));
+    const clone = steps.find((s) => s.phase === "database" && commandsOf(s).some((c) => c.includes("pg_basebackup")))!;
+    const commands = commandsOf(clone);
+    // Done once: standby.signal marks a clone, and a second run leaves the standby alone.
+    expect(clone.action.kind === "commands" && clone.action.commands.slice(0, 3).every((c) => c.creates === `${p.pgDataDir}/standby.signal`)).toBe(true);
+    expect(clone.after).toEqual([{ host: "db1", id: "postgres.init-sql" }]);
     expect(commands.map((c) => c.split(" ")[0])).toEqual(["systemctl", "runuser", "runuser", "systemctl"]);
     expect(commands[0]).toBe(`systemctl stop ${p.pgService}`);
     expect(commands[1]).toBe(`runuser -u postgres -- find ${p.pgDataDir} -mindepth 1 -delete`);
@@ -314,12 +318,12 @@ describe("PostgreSQL family", () => {
     expect(bb).toContain("-C");
     expect(arg("-S")).toBe("db2");
     expect(commands[3]).toBe(`systemctl start ${p.pgService}`);
-    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => s.commands ?? []);
+    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => stepLines(s));
     expect(verify.some((c) => c.includes("pg_is_in_recovery()"))).toBe(true);
     expect(verify.some((c) => c.includes("pg_promote()"))).toBe(true);
 
     const noSlots = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.replication.slots = false)), "db2");
-    const bb2 = postgresFamily.steps!(noSlots).flatMap((s) => s.commands ?? []).find((c) => c.includes("pg_basebackup") && !c.startsWith("#"))!;
+    const bb2 = postgresFamily.steps!(noSlots).flatMap(commandsOf).find((c) => c.includes("pg_basebackup"))!;
     expect(bb2).not.toMatch(/ -C | -S /);
 
     const dashed = fixtureContexts("ha-cluster", (raw) => {
@@ -333,14 +337,15 @@ describe("PostgreSQL family", () => {
 
   it("restarts the primary, then runs the init SQL from the file as postgres, then verifies", () => {
     const ctx = contextOf(fixtureContexts("ha-cluster"), "db1");
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const steps = postgresFamily.steps!(ctx);
-    const database = steps.filter((s) => s.phase === "database").flatMap((s) => s.commands ?? []);
+    const database = steps.filter((s) => s.phase === "database").flatMap((s) => stepLines(s));
     expect(database).toEqual([
-      `systemctl restart ${p.pgService}`,
+      "systemctl enable postgresql",
+      "systemctl restart postgresql",
       `runuser -u postgres -- psql -p 5432 -v ON_ERROR_STOP=1 -d postgres < ${p.pgInitSql}`,
     ]);
-    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => s.commands ?? []);
+    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => stepLines(s));
     expect(verify.some((c) => c.includes("pg_stat_replication"))).toBe(true);
     expect(verify.some((c) => c.includes("pg_file_settings") && c.includes("pg_hba_file_rules"))).toBe(true);
   });
@@ -348,12 +353,12 @@ describe("PostgreSQL family", () => {
   it("installs the distribution's PostgreSQL, or sets up apt.postgresql.org for another version", () => {
     const debian = contextOf(fixtureContexts("single-node"), "node1");
     const own = postgresFamily.steps!(debian).filter((s) => s.phase === "packages");
-    expect(own.flatMap((s) => s.packages ?? [])).toEqual(["postgresql-15"]);
+    expect(own.flatMap(stepPackages)).toEqual(["postgresql-15"]);
     expect(own.some((s) => /apt\.postgresql\.org/.test(s.why ?? ""))).toBe(true);
     const pg12 = contextOf(fixtureContexts("pg12"), "node1");
     const pgdg = postgresFamily.steps!(pg12).filter((s) => s.phase === "packages");
     expect(pgdg.flatMap((s) => s.packages ?? [])).toEqual([]);
-    expect(pgdg.flatMap((s) => s.commands ?? [])).toEqual([
+    expect(pgdg.flatMap(commandsOf)).toEqual([
       "apt-get install -y postgresql-common",
       "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y",
       "apt-get install -y postgresql-12",

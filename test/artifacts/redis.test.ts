@@ -5,10 +5,11 @@
  * agree); Sentinel's quorum; modes and owners; the runbook never puts the password on a
  * command line.
  */
+import { stepLines, stepPackages } from "../../src/artifacts/steps.js";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
 import { redisFamily, replicaOfLine, sentinelQuorum } from "../../src/artifacts/redis.js";
 import { parseSecretsFile } from "../../src/cli/files.js";
 import { UnsafeValueError } from "../../src/quote.js";
@@ -84,11 +85,11 @@ function has(ds: string[][], ...prefix: string[]): boolean {
 }
 
 function fragment(ctx: HostContext) {
-  return redisFamily.files(ctx).find((f) => f.path === paths(ctx.model).redisFragment);
+  return redisFamily.files(ctx).find((f) => f.path === pathsOf(ctx.model).redisFragment);
 }
 
 function sentinel(ctx: HostContext) {
-  return redisFamily.files(ctx).find((f) => f.path === paths(ctx.model).sentinelConf);
+  return redisFamily.files(ctx).find((f) => f.path === pathsOf(ctx.model).sentinelConf);
 }
 
 function envOf(ctx: HostContext): Record<string, string> {
@@ -212,10 +213,10 @@ describe("Redis family", () => {
     }
     const data1 = contextOf(ctxs, "data1");
     const data2 = contextOf(ctxs, "data2");
-    expect(replicaOfLine(data1.model, data1.host)).toBeUndefined();
-    expect(replicaOfLine(data2.model, data2.host)).toBe(`replicaof ${data1.host.address} ${data2.model.redis.port}`);
-    const p = paths(data2.model);
-    const files = redisFamily.steps!(data2).filter((s) => s.phase === "files").flatMap((s) => s.commands ?? []);
+    expect(replicaOfLine(data1.model, data1.flows, data1.host)).toBeUndefined();
+    expect(replicaOfLine(data2.model, data2.flows, data2.host)).toBe(`replicaof ${data1.host.address} ${data2.model.redis.port}`);
+    const p = pathsOf(data2.model);
+    const files = redisFamily.steps!(data2).filter((s) => s.phase === "files").flatMap((s) => stepLines(s));
     expect(files).toEqual([
       `grep -qxF 'include ${p.redisFragment}' ${p.redisConf} || echo 'include ${p.redisFragment}' >> ${p.redisConf}`,
       `grep -q '^replicaof ' ${p.redisConf} || echo 'replicaof ${data1.host.address} 6379' >> ${p.redisConf}`,
@@ -255,18 +256,18 @@ describe("Redis family", () => {
   it("installs the packages, includes the fragment once and verifies with REDISCLI_AUTH, never -a", () => {
     const ctx = contextOf(fixtureContexts("ha-sentinel"), "arbiter");
     const steps = redisFamily.steps!(ctx);
-    expect(steps.flatMap((s) => s.packages ?? [])).toEqual(["redis-sentinel"]);
-    const p = paths(ctx.model);
-    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => s.commands ?? []);
+    expect(steps.flatMap(stepPackages)).toEqual(["redis-sentinel"]);
+    const p = pathsOf(ctx.model);
+    const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => stepLines(s));
     expect(verify.length).toBeGreaterThan(0);
     // A sentinel-only host reads the password from sentinel.conf.
     for (const c of verify) expect(c).toContain(`REDISCLI_AUTH="$(sed -n 's/^requirepass "\\(.*\\)"$/\\1/p' ${p.sentinelConf}`);
     expect(verify.some((c) => c.includes(`sentinel get-master-addr-by-name ${ctx.model.redis.master_name}`))).toBe(true);
 
     const data1 = redisFamily.steps!(contextOf(fixtureContexts("ha-sentinel"), "data1"));
-    expect(data1.flatMap((s) => s.packages ?? []).sort()).toEqual(["redis-sentinel", "redis-server"]);
+    expect(data1.flatMap(stepPackages).sort()).toEqual(["redis-sentinel", "redis-server"]);
     for (const { name, ctx: c } of ALL) {
-      const all = redisFamily.steps!(c).flatMap((s) => s.commands ?? []);
+      const all = redisFamily.steps!(c).flatMap((s) => stepLines(s));
       for (const command of all) expect(command, name).not.toMatch(/redis-cli(\s+\S+)*\s+-a\s/);
       const forms = Object.values(c.secrets).filter((s): s is string => s !== undefined).flatMap(secretForms);
       const text = JSON.stringify(redisFamily.steps!(c));

@@ -3,10 +3,11 @@
  * update.sh per role, logrotate, the ufw rules derived from the topology, the certbot deploy
  * hook, and the runbook steps (errata 6, 11-15). Running the scripts is in test/lint/scripts.
  */
+import { stepLines, stepPackages } from "../../src/artifacts/steps.js";
 import { describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { mqttLetsEncryptLive, paths, siteCertificate, unitNames } from "../../src/artifacts/paths.js";
-import { scriptsFamily } from "../../src/artifacts/scripts.js";
+import { mqttLetsEncryptLive, pathsOf, siteCertificate, unitNames } from "../../src/artifacts/paths.js";
+import { scriptFamilies as scriptsFamily } from "../helpers/families.js";
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { contextOf, contextsWith, hostContexts } from "./systemd-scripts-support.js";
@@ -47,7 +48,7 @@ function pgpassFields(line: string): string[] {
 
 describe("which host gets which file", () => {
   it.each(all.map(({ fixture, ctx }) => ({ name: `${fixture}/${ctx.host.name}`, ctx })))("$name", ({ ctx }) => {
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const roles = ctx.host.roles;
     const django = ctx.model.topology.django.some((h) => h.name === ctx.host.name);
     const le = ctx.model.site.tls.mode === "letsencrypt";
@@ -68,17 +69,17 @@ describe("which host gets which file", () => {
 
   it("renders no firewall script when the firewall is disabled", () => {
     for (const ctx of contextsWith("ha-cluster", { firewall: { enabled: false } })) {
-      expect([...files(ctx).keys()]).not.toContain(paths(ctx.model).firewallScript);
+      expect([...files(ctx).keys()]).not.toContain(pathsOf(ctx.model).firewallScript);
     }
   });
 
   it("never writes a secret into a script, the cron file or logrotate (only the 0600 password file holds one)", () => {
     for (const { ctx } of all) {
       for (const f of scriptsFamily.files(ctx)) {
-        if (f.path === paths(ctx.model).backupPgpass) continue;
+        if (f.path === pathsOf(ctx.model).backupPgpass) continue;
         for (const secret of Object.values(ctx.secrets)) expect(f.content, f.path).not.toContain(secret);
       }
-      for (const step of scriptsFamily.steps!(ctx)) {
+      for (const step of scriptsFamily.steps(ctx)) {
         for (const secret of Object.values(ctx.secrets)) expect(JSON.stringify(step)).not.toContain(secret);
       }
     }
@@ -89,7 +90,7 @@ describe("backup (errata 11)", () => {
   it("has a password file libpq reads back as 127.0.0.1, the port, database, user and the exact password", () => {
     for (const [fixture, name] of [["options", "iot1"], ["ha-cluster", "db1"]] as const) {
       const ctx = host(fixture, name);
-      const lines = code(file(ctx, paths(ctx.model).backupPgpass).content);
+      const lines = code(file(ctx, pathsOf(ctx.model).backupPgpass).content);
       expect(lines).toHaveLength(1);
       const pg = ctx.model.postgres;
       expect(pgpassFields(lines[0]!)).toEqual(["127.0.0.1", String(pg.port), pg.database, pg.user, ctx.secrets.dbPassword]);
@@ -98,8 +99,8 @@ describe("backup (errata 11)", () => {
 
   it("connects the way the password file says, over TCP without prompting (BK-02)", () => {
     const ctx = host("options", "iot1");
-    const script = file(ctx, paths(ctx.model).backupScript).content;
-    expect(script).toContain(`export PGPASSFILE=${paths(ctx.model).backupPgpass}\n`);
+    const script = file(ctx, pathsOf(ctx.model).backupScript).content;
+    expect(script).toContain(`export PGPASSFILE=${pathsOf(ctx.model).backupPgpass}\n`);
     expect(script).toContain("readonly DB_PORT=5433\n");
     expect(script).toContain("readonly DB_NAME=iot\n");
     expect(script).toContain("readonly DB_USER=iot_app\n");
@@ -109,7 +110,7 @@ describe("backup (errata 11)", () => {
 
   it("is strict, private and locked before it does anything (BK-01, BK-03, BK-09)", () => {
     for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("db"))) {
-      const content = file(ctx, paths(ctx.model).backupScript).content;
+      const content = file(ctx, pathsOf(ctx.model).backupScript).content;
       expect(content.startsWith("#!/usr/bin/env bash\n")).toBe(true);
       const lines = code(content);
       const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
@@ -137,7 +138,7 @@ describe("backup (errata 11)", () => {
 
   it("stores the .env only encrypted to the age recipient, and only where the .env exists (BK-04)", () => {
     const ctx = host("options", "iot1");
-    const script = file(ctx, paths(ctx.model).backupScript).content;
+    const script = file(ctx, pathsOf(ctx.model).backupScript).content;
     expect(script).toContain(`readonly AGE_RECIPIENT=${ctx.model.backup.age_recipient}\n`);
     expect(script).toContain('age --encrypt --recipient "$AGE_RECIPIENT" --output "$tmp/env.age" "$ENV_FILE"');
     expect(code(script).filter((l) => l.includes("ENV_FILE"))).toEqual([`readonly ENV_FILE=${ctx.model.project.envFile}`, expect.stringMatching(/^age --encrypt/)]);
@@ -154,7 +155,7 @@ describe("backup (errata 11)", () => {
 
 describe("backup schedule (errata 12)", () => {
   function cronLines(ctx: HostContext) {
-    const lines = code(file(ctx, paths(ctx.model).backupCron).content);
+    const lines = code(file(ctx, pathsOf(ctx.model).backupCron).content);
     return { env: lines.filter((l) => /^[A-Z]+=/.test(l)), jobs: lines.filter((l) => !/^[A-Z]+=/.test(l)) };
   }
 
@@ -172,7 +173,7 @@ describe("backup schedule (errata 12)", () => {
     expect(fields.slice(0, 5)).toEqual(schedule);
     expect(fields[5]).toBe(ctx.model.project.user);
     const command = fields.slice(6).join(" ");
-    expect(command.startsWith(`systemd-cat -t ${ctx.model.project.name}-backup ${paths(ctx.model).backupScript} `)).toBe(true);
+    expect(command.startsWith(`systemd-cat -t ${ctx.model.project.name}-backup ${pathsOf(ctx.model).backupScript} `)).toBe(true);
     // cron turns % into a newline, and a log file the account cannot open kills the job (CR-01).
     expect(command).not.toContain("%");
     expect(command).not.toMatch(/>>?\s*\//);
@@ -180,7 +181,7 @@ describe("backup schedule (errata 12)", () => {
     expect(env).toContain("MAILTO=root");
     // The script itself takes the lock (flock -n on the backup directory), so cron, update.sh
     // and a hand run never overlap.
-    expect(file(ctx, paths(ctx.model).backupScript).content).toContain('exec 9>>"$BACKUP_DIR/.lock"');
+    expect(file(ctx, pathsOf(ctx.model).backupScript).content).toContain('exec 9>>"$BACKUP_DIR/.lock"');
   });
 
   it("takes a cron macro as the whole time specification", () => {
@@ -191,7 +192,7 @@ describe("backup schedule (errata 12)", () => {
 });
 
 describe("update.sh (errata 14)", () => {
-  const script = (ctx: HostContext) => code(file(ctx, paths(ctx.model).updateScript).content);
+  const script = (ctx: HostContext) => code(file(ctx, pathsOf(ctx.model).updateScript).content);
 
   it("migrates only on the migrator host and collects static files only where nginx serves them", () => {
     const contexts = hostContexts("ha-cluster");
@@ -216,7 +217,7 @@ describe("update.sh (errata 14)", () => {
 
   it("backs up first only where the database is, and says where it is otherwise", () => {
     const single = host("single-node", "node1");
-    expect(script(single)).toContain(`runuser -u "$APP_USER" -- ${paths(single.model).backupScript}`);
+    expect(script(single)).toContain(`runuser -u "$APP_USER" -- ${pathsOf(single.model).backupScript}`);
     const app1 = file(host("ha-cluster", "app1"), "/opt/novacloud/update.sh").content;
     expect(code(app1).join("\n")).not.toContain("backup.sh");
     expect(app1).toContain("# The database is on db1: run its backup there before deploying");
@@ -241,7 +242,7 @@ describe("update.sh (errata 14)", () => {
 describe("logrotate (errata 13)", () => {
   it("rotates gunicorn's logs as the account and reopens them with USR1 to the main process (LR-03, LR-04)", () => {
     const ctx = host("options", "iot1");
-    const text = file(ctx, paths(ctx.model).logrotate).content;
+    const text = file(ctx, pathsOf(ctx.model).logrotate).content;
     const lines = code(text).map((l) => l.trim());
     expect(lines[0]).toBe(`${ctx.model.project.logDir}/*.log {`);
     for (const directive of ["su iot iot", "daily", "rotate 30", "compress", "delaycompress", "missingok", "notifempty", "create 0640 iot iot", "sharedscripts", "postrotate", "endscript", "}"]) {
@@ -254,7 +255,7 @@ describe("logrotate (errata 13)", () => {
 
   it("spells the option --kill-who= before systemd 252 (capability gate)", () => {
     const ctx = contextOf(contextsWith("single-node", { platform: { distribution: "ubuntu-22.04" } }), "node1");
-    const text = file(ctx, paths(ctx.model).logrotate).content;
+    const text = file(ctx, pathsOf(ctx.model).logrotate).content;
     expect(text).toContain("systemctl kill --signal=USR1 --kill-who=main novacloud.service");
     expect(text).not.toContain("--kill-whom");
   });
@@ -268,7 +269,7 @@ describe("firewall (errata 15)", () => {
   }
 
   function ufw(ctx: HostContext): { lines: string[]; rules: UfwRule[] } {
-    const lines = code(file(ctx, paths(ctx.model).firewallScript).content).filter((l) => l.startsWith("ufw "));
+    const lines = code(file(ctx, pathsOf(ctx.model).firewallScript).content).filter((l) => l.startsWith("ufw "));
     const rules = lines.flatMap((l): UfwRule[] => {
       const simple = /^ufw (allow|limit) (\d+)\/tcp comment /.exec(l);
       if (simple) return [{ verb: simple[1]!, port: Number(simple[2]), from: undefined }];
@@ -319,9 +320,10 @@ describe("firewall (errata 15)", () => {
     const worker = "10.0.0.21";
     expect(sources(host("ha-cluster", "app1"), 8080)).toEqual(["10.0.0.10"]);
     // Django hosts and the standbys reach the primary (sources in host-name order: app1-3, db2,
-    // db3, worker1); replication never goes the other way.
+    // db3, worker1). A standby may be promoted, so it admits the same clients and the other
+    // members (the flow table's "once this standby is promoted" flows).
     expect(sources(host("ha-cluster", "db1"), 5432)).toEqual([...app, "10.0.0.32", "10.0.0.33", worker]);
-    expect(sources(host("ha-cluster", "db2"), 5432)).toEqual([]);
+    expect(sources(host("ha-cluster", "db2"), 5432)).toEqual([...app, "10.0.0.31", "10.0.0.33", worker]);
     expect(sources(host("ha-cluster", "cache1"), 6379)).toEqual([...app, worker]);
     expect(sources(host("ha-cluster", "mqtt1"), 1883)).toEqual([...app, worker]);
     // Nobody needs gunicorn or daphne from outside: they listen on loopback.
@@ -337,7 +339,7 @@ describe("firewall (errata 15)", () => {
     // data1 is the MQTT hub: the apps and the bridging leaf data2; the leaf opens nothing.
     expect(sources(host("ha-sentinel", "data1"), 1883)).toEqual([...apps, "10.1.0.22"]);
     expect(sources(host("ha-sentinel", "data2"), 1883)).toEqual([]);
-    expect(sources(host("ha-sentinel", "data2"), 5432)).toEqual([]);
+    expect(sources(host("ha-sentinel", "data2"), 5432)).toEqual([...apps, "10.1.0.21"]);
   });
 
   it("needs no private rule where everything is on one host", () => {
@@ -352,13 +354,13 @@ describe("certbot deploy hook (TLS-01)", () => {
     const model = host("ha-cluster", "lb1").model;
     const site = siteCertificate(model).certificate.replace(/\/fullchain\.pem$/, "");
     expect(lb).toContain(`readonly SITE_LINEAGE=${site}\n`);
-    expect(lb).toContain(`mv -f -- "$pem_tmp" ${paths(model).haproxyPem}`);
+    expect(lb).toContain(`mv -f -- "$pem_tmp" ${pathsOf(model).haproxyPem}`);
     expect(lb).toContain("systemctl reload haproxy");
     expect(lb).not.toContain("mosquitto");
     expect(lb).not.toContain("nginx");
     const mqtt = file(host("ha-cluster", "mqtt1"), "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
     expect(mqtt).toContain(`readonly MQTT_LINEAGE=${mqttLetsEncryptLive(model)}\n`);
-    expect(mqtt).toContain(`mv -f -- ${paths(model).mosquittoKey}.new ${paths(model).mosquittoKey}`);
+    expect(mqtt).toContain(`mv -f -- ${pathsOf(model).mosquittoKey}.new ${pathsOf(model).mosquittoKey}`);
     expect(mqtt).toContain("install -o mosquitto -g mosquitto -m 0600 -- \"$lineage/privkey.pem\"");
     expect(mqtt).toContain("systemctl reload mosquitto");
     expect(mqtt).not.toContain("SITE_LINEAGE");
@@ -368,23 +370,23 @@ describe("certbot deploy hook (TLS-01)", () => {
   });
 
   it("is only rendered for Let's Encrypt", () => {
-    for (const ctx of hostContexts("options")) expect([...files(ctx).keys()]).not.toContain(paths(ctx.model).certbotDeployHook);
+    for (const ctx of hostContexts("options")) expect([...files(ctx).keys()]).not.toContain(pathsOf(ctx.model).certbotDeployHook);
   });
 });
 
 describe("runbook steps", () => {
-  const steps = (ctx: HostContext) => scriptsFamily.steps!(ctx);
-  const commands = (ctx: HostContext) => steps(ctx).flatMap((s) => s.commands ?? []);
+  const steps = (ctx: HostContext) => scriptsFamily.steps(ctx);
+  const commands = (ctx: HostContext) => steps(ctx).flatMap((s) => stepLines(s));
 
   it("creates the backup directory 0700 for the account and runs one backup as the account", () => {
     const ctx = host("options", "iot1");
     expect(commands(ctx)).toContain("install -d -m 0700 -o iot -g iot /var/backups/iotcloud");
     expect(commands(ctx)).toContain("runuser -u iot -- /srv/iotcloud/backup.sh");
-    expect(steps(ctx).flatMap((s) => s.packages ?? [])).toEqual(expect.arrayContaining(["cron", "postgresql-client", "age", "ufw", "logrotate"]));
+    expect(steps(ctx).flatMap(stepPackages)).toEqual(expect.arrayContaining(["cron", "postgresql-client", "age", "ufw", "logrotate"]));
   });
 
   it("runs the firewall with a warning to keep the SSH session open", () => {
-    const step = steps(host("ha-cluster", "db1")).find((s) => s.commands?.includes("/usr/local/sbin/novacloud-firewall"))!;
+    const step = steps(host("ha-cluster", "db1")).find((s) => stepLines(s).includes("/usr/local/sbin/novacloud-firewall"))!;
     expect(step.phase).toBe("services");
     expect(step.why).toMatch(/Keep the SSH session/);
   });

@@ -3,10 +3,11 @@
  * SD-01..11), the version gates, and that the units agree with the model and with the files
  * other families write (gunicorn_config.py, the .env, the log directory).
  */
+import { stepLines } from "../../src/artifacts/steps.js";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { paths, unitNames } from "../../src/artifacts/paths.js";
+import { pathsOf, unitNames } from "../../src/artifacts/paths.js";
 import { systemdFamily } from "../../src/artifacts/systemd.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { contextOf, contextsWith, hostContexts, parseUnit, value, values, type Unit } from "./systemd-scripts-support.js";
@@ -57,7 +58,7 @@ describe("which units a host gets", () => {
       ctx.host.roles.has("scheduler") ? names.beat : undefined,
     ].filter((n) => n !== undefined);
     const files = systemdFamily.files(ctx);
-    expect(files.map((f) => f.path)).toEqual(expected.map((n) => `${paths(ctx.model).unitDir}/${n}`));
+    expect(files.map((f) => f.path)).toEqual(expected.map((n) => `${pathsOf(ctx.model).unitDir}/${n}`));
     for (const f of files) {
       expect(f.mode).toBe(0o644);
       expect(f.owner ?? "root").toBe("root");
@@ -124,7 +125,7 @@ describe("gunicorn (WSGI)", () => {
   it("starts the virtualenv's gunicorn with the gunicorn_config.py the app family writes on this host", () => {
     for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("app"))) {
       const exec = value(unitOf(ctx, unitNames(ctx.model).wsgi), "Service", "ExecStart").split(" ");
-      expect(exec).toEqual([`${ctx.model.project.venv}/bin/gunicorn`, "--config", paths(ctx.model).gunicornConfig]);
+      expect(exec).toEqual([`${ctx.model.project.venv}/bin/gunicorn`, "--config", pathsOf(ctx.model).gunicornConfig]);
       expect(appFamily.files(ctx).map((f) => f.path)).toContain(exec[2]);
     }
   });
@@ -132,7 +133,7 @@ describe("gunicorn (WSGI)", () => {
   it("owns the log directory gunicorn_config.py writes to (LogsDirectory= below /var/log)", () => {
     for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("app"))) {
       const unit = unitOf(ctx, unitNames(ctx.model).wsgi);
-      const config = appFamily.files(ctx).find((f) => f.path === paths(ctx.model).gunicornConfig)!.content;
+      const config = appFamily.files(ctx).find((f) => f.path === pathsOf(ctx.model).gunicornConfig)!.content;
       const logFiles = [...config.matchAll(/^(?:accesslog|errorlog) = "(.+)"$/gm)].map((m) => m[1]!);
       expect(logFiles).toHaveLength(2);
       const logsDirectory = value(unit, "Service", "LogsDirectory");
@@ -146,9 +147,9 @@ describe("gunicorn (WSGI)", () => {
     expect(values(unit, "Service", "LogsDirectory")).toEqual([]);
     expect(values(unit, "Service", "ReadWritePaths")).toContain("/srv/logs/novacloud");
     // ... and the runbook creates it for the account, which systemd does not do there.
-    const commands = systemdFamily.steps!(ctx).flatMap((s) => s.commands ?? []);
+    const commands = systemdFamily.steps!(ctx).flatMap((s) => stepLines(s));
     expect(commands).toContain("install -d -o novacloud -g novacloud -m 0750 /srv/logs/novacloud");
-    expect(systemdFamily.steps!(contextOf(hostContexts("single-node"), "node1")).flatMap((s) => s.commands ?? []).join("\n")).not.toContain("install -d");
+    expect(systemdFamily.steps!(contextOf(hostContexts("single-node"), "node1")).flatMap((s) => stepLines(s)).join("\n")).not.toContain("install -d");
   });
 
   it("may write the media directory, and only that and its logs", () => {
@@ -253,11 +254,11 @@ describe("runbook steps", () => {
         expect(steps).toEqual([]);
         continue;
       }
-      const commands = steps.flatMap((s) => s.commands ?? []);
+      const commands = steps.flatMap((s) => stepLines(s));
       expect(commands).toContain("systemctl daemon-reload");
       expect(commands).toContain(`systemctl enable --now ${names.join(" ")}`);
       expect(commands).toContain(`systemctl is-active ${names.join(" ")}`);
-      expect(steps.find((s) => s.commands?.includes("systemctl daemon-reload"))!.phase).toBe("services");
+      expect(steps.find((s) => stepLines(s).includes("systemctl daemon-reload"))!.phase).toBe("services");
     }
   });
 

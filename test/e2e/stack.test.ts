@@ -20,7 +20,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostContexts } from "../../src/artifacts/context.js";
-import { paths, siteCertificate } from "../../src/artifacts/paths.js";
+import { pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
+import { commandsOf } from "../../src/artifacts/steps.js";
 import { postgresFamily } from "../../src/artifacts/postgres.js";
 import { parseModel } from "../../src/model/parse.js";
 import type { Model } from "../../src/model/normalize.js";
@@ -175,7 +176,7 @@ afterAll(async () => {
 
 describe.skipIf(!available)("the rendered stack boots", () => {
   it("PostgreSQL: the primary takes the rendered settings and init SQL, the standby is built as its runbook says and replicates", { timeout: 120_000 }, async () => {
-    const p = paths(cluster);
+    const p = pathsOf(cluster);
     const init = (host: string) => {
       const dir = at(host, "pg");
       const data = join(dir, "data");
@@ -216,7 +217,7 @@ describe.skipIf(!available)("the rendered stack boots", () => {
     // The init SQL exactly as the primary's runbook runs it (PGHOST: the sandbox socket).
     const initSql = put(join(primary.dir, "init.sql"), rendered(tree, "db1", p.pgInitSql));
     const initStep = postgresFamily.steps!(hostContexts(cluster, {}).find((c) => c.host.name === "db1")!)
-      .flatMap((s) => s.commands ?? [])
+      .flatMap((s) => commandsOf(s))
       .find((c) => c.includes(p.pgInitSql));
     expect(initStep, "db1's runbook runs the init SQL").toBeDefined();
     const ran = run("bash", ["-c", initStep!.replace(p.pgInitSql, initSql)], { env: { ...process.env, PGHOST: primary.dir } });
@@ -238,7 +239,7 @@ describe.skipIf(!available)("the rendered stack boots", () => {
     giveToPostgres(standby.data);
     const standbyPgpass = put(join(standby.dir, ".pgpass"), rendered(tree, "db2", p.standbyPgpass));
     const clone = postgresFamily.steps!(hostContexts(cluster, {}).find((c) => c.host.name === "db2")!)
-      .flatMap((s) => s.commands ?? [])
+      .flatMap((s) => commandsOf(s))
       .find((c) => c.includes("pg_basebackup"));
     expect(clone, "db2's runbook clones the primary with pg_basebackup").toBeDefined();
     expect(clone).toContain(" -R");
@@ -262,7 +263,7 @@ describe.skipIf(!available)("the rendered stack boots", () => {
   });
 
   it("Mosquitto: the rendered password file and ACL refuse anonymous clients and let the platform user publish and subscribe", { timeout: 60_000 }, async () => {
-    const p = paths(cluster);
+    const p = pathsOf(cluster);
     const broker = await startBroker(
       box,
       "mqtt",
@@ -279,7 +280,7 @@ describe.skipIf(!available)("the rendered stack boots", () => {
   });
 
   it("HAProxy (TLS) -> nginx -> gunicorn: curl gets the app's answer and the security headers", { timeout: 90_000 }, async () => {
-    const p = paths(cluster);
+    const p = pathsOf(cluster);
     await startApp();
 
     // nginx on the app host, as rendered for the lb topology (private listen, real IP from the lb).
@@ -355,7 +356,7 @@ let app: Promise<void> | undefined;
  */
 function startApp(): Promise<void> {
   app ??= (async () => {
-    const p = paths(cluster);
+    const p = pathsOf(cluster);
     const root = at("app", cluster.project.root);
     const pkg = join(root, ...cluster.project.djangoModule.split("."));
     mkdirSync(pkg, { recursive: true });
@@ -397,7 +398,7 @@ function startApp(): Promise<void> {
  * snippet, certificate, log and static paths moved into the sandbox, listens on loopback.
  */
 async function startNginx(host: string, t: Tree, model: Model) {
-  const p = paths(model);
+  const p = pathsOf(model);
   const dir = box.path(`nginx-${host}`);
   const site = siteCertificate(model);
   const mapping: Record<string, string> = {

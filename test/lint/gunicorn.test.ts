@@ -13,7 +13,7 @@ import { cpus } from "node:os";
 import { afterAll, describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { paths, unitNames } from "../../src/artifacts/paths.js";
+import { pathsOf, unitNames } from "../../src/artifacts/paths.js";
 import { systemdFamily } from "../../src/artifacts/systemd.js";
 import { fixtureNames, loadFixture, renderedAcrossFixtures } from "../helpers/fixtures.js";
 import { programsAvailable, relocate, run, sandbox, type Sandbox } from "../helpers/programs.js";
@@ -33,8 +33,8 @@ afterAll(() => {
 });
 
 function configOf(ctx: HostContext): string {
-  const f = appFamily.files(ctx).find((file) => file.path === paths(ctx.model).gunicornConfig);
-  if (!f) throw new Error(`${ctx.host.name} has no ${paths(ctx.model).gunicornConfig}`);
+  const f = appFamily.files(ctx).find((file) => file.path === pathsOf(ctx.model).gunicornConfig);
+  if (!f) throw new Error(`${ctx.host.name} has no ${pathsOf(ctx.model).gunicornConfig}`);
   return f.content;
 }
 
@@ -78,7 +78,7 @@ describe.skipIf(!available)("gunicorn --check-config", () => {
     it("loads the config and imports the WSGI application", () => {
       const { box, config } = prepare(ctx);
       const r = gunicorn(box, "--check-config", "-c", config);
-      expect(r.code, `gunicorn --check-config on ${paths(ctx.model).gunicornConfig} (relocated: ${config}):\n${r.output}`).toBe(0);
+      expect(r.code, `gunicorn --check-config on ${pathsOf(ctx.model).gunicornConfig} (relocated: ${config}):\n${r.output}`).toBe(0);
     });
 
     it("reads the model's values back (--print-config), and the unit's stop timeout outlasts graceful_timeout", () => {
@@ -104,7 +104,7 @@ describe.skipIf(!available)("gunicorn --check-config", () => {
         capture_output: "True",
       };
       if (g.worker_class === "gthread") expected.threads = String(g.threads);
-      for (const [key, want] of Object.entries(expected)) expect(cfg.get(key), `${key} in ${paths(ctx.model).gunicornConfig}`).toBe(want);
+      for (const [key, want] of Object.entries(expected)) expect(cfg.get(key), `${key} in ${pathsOf(ctx.model).gunicornConfig}`).toBe(want);
       // The unit gives gunicorn longer than its graceful timeout to stop (SD-10).
       const unit = systemdFamily.files(ctx).find((f) => f.path.endsWith(`/${unitNames(ctx.model).wsgi}`))!;
       expect(Number(value(parseUnit(unit.content), "Service", "TimeoutStopSec"))).toBeGreaterThan(Number(cfg.get("graceful_timeout")));

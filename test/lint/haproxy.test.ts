@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { haproxyFamily } from "../../src/artifacts/haproxy.js";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
 import { fixtureNames } from "../helpers/fixtures.js";
 import { freePort, programsAvailable, relocate, run, sandbox, selfSignedCertificate, startServer, stopAll, waitFor, type Sandbox } from "../helpers/programs.js";
 import { hostContexts, setKey, variantContexts } from "../artifacts/nginx-conf.js";
@@ -41,7 +41,7 @@ function prepare(ctx: HostContext, edit: (cfg: string) => string = (c) => c) {
   const run1 = run("sh", ["-c", `cat "$1" "$2" > "$3"`, "sh", cert.cert, cert.key, box.path("site.pem")]);
   if (run1.code !== 0) throw new Error(run1.output);
   const [file] = haproxyFamily.files(ctx);
-  const cfg = box.write("haproxy.cfg", edit(relocate(file!.content, { [paths(ctx.model).haproxyPem]: box.path("site.pem") })));
+  const cfg = box.write("haproxy.cfg", edit(relocate(file!.content, { [pathsOf(ctx.model).haproxyPem]: box.path("site.pem") })));
   return { box, cfg };
 }
 
@@ -56,7 +56,7 @@ describe.skipIf(!available)("haproxy -c", () => {
       // Debian package created the haproxy user here.
       const { cfg } = prepare(ctx);
       const r = run("haproxy", ["-c", "-V", "-f", cfg]);
-      const message = `haproxy -c -V on ${paths(ctx.model).haproxyConfig} (relocated: ${cfg}):\n${r.output}`;
+      const message = `haproxy -c -V on ${pathsOf(ctx.model).haproxyConfig} (relocated: ${cfg}):\n${r.output}`;
       expect(r.code, message).toBe(0);
       expect(r.output, message).toMatch(/Configuration file is valid/);
       expect(r.output, message).not.toMatch(/\[(WARNING|ALERT)\]/);

@@ -10,7 +10,8 @@
 import { pbkdf2Js } from "../../src/crypto.js";
 import { readFileSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
+import { hostContexts } from "../../src/artifacts/context.js";
 import type { Model } from "../../src/model/normalize.js";
 import { resolveSecrets } from "../../src/model/secrets.js";
 import { mosquittoFamily } from "../../src/artifacts/mosquitto.js";
@@ -40,8 +41,8 @@ afterAll(() => {
 function renderMosquitto(name: string): Tree {
   const f = loadFixture(name);
   const { secrets } = resolveSecrets(f.model, f.sources);
-  const entries = f.model.topology.hosts.flatMap((host) =>
-    mosquittoFamily.files({ model: f.model, host, secrets, kdf: pbkdf2Js }).map((spec) => [`${host.name}${spec.path}`, spec.content] as const),
+  const entries = hostContexts(f.model, secrets, pbkdf2Js).flatMap((ctx) =>
+    mosquittoFamily.files(ctx).map((spec) => [`${ctx.host.name}${spec.path}`, spec.content] as const),
   );
   return new Map(entries);
 }
@@ -56,7 +57,7 @@ function file(tree: Tree, host: string, path: string): string {
 
 /** Starts one host's broker from its rendered files, certificates replaced by a test CA. */
 async function hostBroker(box: Sandbox, model: Model, tree: Tree, host: string, rewrite?: (conf: string) => string) {
-  const p = paths(model);
+  const p = pathsOf(model);
   const cert = selfSignedCertificate(box, `${host}-mqtt`, model.mqtt.domain);
   const broker = await startBroker(
     box,
@@ -100,7 +101,7 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
     const box = sandbox("ncr-mq-");
     boxes.push(box);
     const { broker, cafile } = await hostBroker(box, model, tree, host);
-    const where = `${name}/${host}${paths(model).mosquittoConf} (started as ${broker.mainConf})`;
+    const where = `${name}/${host}${pathsOf(model).mosquittoConf} (started as ${broker.mainConf})`;
     const password = mqttPassword(name);
     const good = clientConfig(box, "good", password);
     const wrong = clientConfig(box, "wrong", `${password}x`);
@@ -135,7 +136,7 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
     const hub = await hostBroker(box, model, tree, hubName);
     const hubPrivate = hub.broker.port((l) => l.address === hubHost.address && !l.tls);
     const bridgeLine = `address ${hubHost.address}:${model.mqtt.port}`;
-    expect(file(tree, leafName, paths(model).mosquittoConf)).toContain(bridgeLine);
+    expect(file(tree, leafName, pathsOf(model).mosquittoConf)).toContain(bridgeLine);
     // The leaf reaches the hub's private listener: in the sandbox, that listener's loopback port.
     const leaf = await hostBroker(box, model, tree, leafName, (conf) => conf.replace(bridgeLine, `address 127.0.0.1:${hubPrivate}`));
     const password = mqttPassword(name);
@@ -146,9 +147,9 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
     const logs = () => `--- hub ${hubName} ---\n${hub.broker.log()}\n--- leaf ${leafName} ---\n${leaf.broker.log()}`;
 
     const up = await roundTrip(onHub, onLeaf, "devices/sensor-1/up", "leaf to hub");
-    expect(up.received, `${name}/${leafName}${paths(model).mosquittoConf}: published on the leaf, not received on the hub:\n${up.output}\n${logs()}`).toBe("leaf to hub");
+    expect(up.received, `${name}/${leafName}${pathsOf(model).mosquittoConf}: published on the leaf, not received on the hub:\n${up.output}\n${logs()}`).toBe("leaf to hub");
     const down = await roundTrip(onLeaf, onHub, "devices/sensor-1/down", "hub to leaf");
-    expect(down.received, `${name}/${leafName}${paths(model).mosquittoConf}: published on the hub, not received on the leaf:\n${down.output}\n${logs()}`).toBe("hub to leaf");
+    expect(down.received, `${name}/${leafName}${pathsOf(model).mosquittoConf}: published on the hub, not received on the leaf:\n${down.output}\n${logs()}`).toBe("hub to leaf");
   });
 
   it("MQ-01: a conf.d file that repeats Debian's `log_dest file` stops the broker, and the lint reports it", async () => {

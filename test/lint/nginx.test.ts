@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
-import { paths, siteCertificate } from "../../src/artifacts/paths.js";
+import { pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, renderedAcrossFixtures } from "../helpers/fixtures.js";
 import {
@@ -98,7 +98,7 @@ interface Prepared {
  */
 async function prepare(ctx: HostContext, which: "nginxSite" | "nginxAcmeSite", extra: Record<string, string> = {}): Promise<Prepared> {
   const box = sandbox("ncr-nginx-");
-  const p = paths(ctx.model);
+  const p = pathsOf(ctx.model);
   const files = new Map(nginxFamily.files(ctx).map((f) => [f.path, f]));
   const cert = certificateFor(ctx.model.site.domain);
   const site = siteCertificate(ctx.model);
@@ -143,7 +143,7 @@ describe.skipIf(!available)("nginx -t", () => {
       const prep = await prepare(ctx, "nginxSite");
       boxes.push(prep.box);
       const r = run("nginx", nginxArgs(prep, "-t"));
-      const message = `nginx -t on ${paths(ctx.model).nginxSite} (relocated: ${prep.site}):\n${r.output}`;
+      const message = `nginx -t on ${pathsOf(ctx.model).nginxSite} (relocated: ${prep.site}):\n${r.output}`;
       expect(r.code, message).toBe(0);
       expect(r.output, message).not.toMatch(/\[(warn|emerg|alert|crit)\]/);
     });
@@ -160,7 +160,7 @@ describe.skipIf(!available)("nginx -t", () => {
       expect(required.map((k) => k.split(" ")[1])).toEqual(["Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"]);
       const main = expandIncludes(parseNginx(dumped.get(prep.conf)!, prep.conf), (path) => dumped.get(path));
       const http = main.find((d) => d.name === "http")!.block!;
-      expect(headerProblems(http, required), `security headers lost in ${paths(ctx.model).nginxSite}`).toEqual([]);
+      expect(headerProblems(http, required), `security headers lost in ${pathsOf(ctx.model).nginxSite}`).toEqual([]);
     });
 
     if (!ctx.model.topology.lb && ctx.model.site.tls.mode === "letsencrypt") {
@@ -168,10 +168,10 @@ describe.skipIf(!available)("nginx -t", () => {
         const prep = await prepare(ctx, "nginxAcmeSite");
         boxes.push(prep.box);
         const r = run("nginx", nginxArgs(prep, "-t"));
-        const message = `nginx -t on ${paths(ctx.model).nginxAcmeSite} (relocated: ${prep.site}):\n${r.output}`;
+        const message = `nginx -t on ${pathsOf(ctx.model).nginxAcmeSite} (relocated: ${prep.site}):\n${r.output}`;
         expect(r.code, message).toBe(0);
         expect(r.output, message).not.toMatch(/\[(warn|emerg|alert|crit)\]/);
-        expect(prep.files.get(paths(ctx.model).nginxAcmeSite)!.content).not.toContain("/etc/letsencrypt/");
+        expect(prep.files.get(pathsOf(ctx.model).nginxAcmeSite)!.content).not.toContain("/etc/letsencrypt/");
       });
     }
   });

@@ -5,11 +5,13 @@
  * refuse with its own message (12: wal_keep_segments), report no configuration error, run the
  * init SQL twice, and let the roles log in with their passwords (the SCRAM verifiers match).
  */
+import { stepLines } from "../../src/artifacts/steps.js";
 import { pbkdf2Js } from "../../src/crypto.js";
 import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
+import { hostContexts } from "../../src/artifacts/context.js";
 import { postgresFamily } from "../../src/artifacts/postgres.js";
 import type { Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
@@ -39,7 +41,7 @@ function file(c: Case, path: string): string | undefined {
 }
 
 function casesOf(label: string, model: Model, tree: Tree, secrets: Case["secrets"]): Case[] {
-  const p = paths(model);
+  const p = pathsOf(model);
   return model.topology.hosts
     .filter((h) => tree.has(`${h.name}${p.pgConfD}`))
     .map((h) => ({ label: `${label} ${h.name}`, model, tree, host: h.name, secrets }));
@@ -101,7 +103,7 @@ describe.skipIf(!available)("PostgreSQL 15 accepts the rendered configuration", 
   for (const c of CASES) {
     it(`${c.label}`, { timeout: 60_000 }, async () => {
       const model = c.model;
-      const p = paths(model);
+      const p = pathsOf(model);
       const dir = box.path(c.label.replace(/[^A-Za-z0-9]+/g, "-"));
       const data = join(dir, "data");
       mkdirSync(dir, { recursive: true });
@@ -161,9 +163,9 @@ describe.skipIf(!available)("PostgreSQL 15 accepts the rendered configuration", 
 
       // The runbook's own check queries, pointed at the sandbox socket.
       const prefix = `runuser -u postgres -- psql -p ${model.postgres.port} `;
-      const checks = postgresFamily.steps!({ model, host: model.topology.hosts.find((h) => h.name === c.host)!, secrets: {}, kdf: pbkdf2Js })
+      const checks = postgresFamily.steps!(hostContexts(model, {}, pbkdf2Js).find((x) => x.host.name === c.host)!)
         .filter((s) => s.phase === "verify")
-        .flatMap((s) => s.commands ?? [])
+        .flatMap((s) => stepLines(s))
         .filter((cmd) => cmd.startsWith(prefix));
       expect(checks.length).toBeGreaterThan(0);
       for (const check of checks) {

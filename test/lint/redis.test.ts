@@ -10,7 +10,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { paths } from "../../src/artifacts/paths.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
+import { flowTable } from "../../src/model/flows.js";
 import { redisCliAuth, replicaOfLine } from "../../src/artifacts/redis.js";
 import type { Host, Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
@@ -131,7 +132,7 @@ describe.skipIf(!available)("redis-server 7.0 runs the rendered Redis and Sentin
     it(d.label, { timeout: 60_000 }, async () => {
       box = sandbox("ncr-redis-");
       const { model, tree, password } = d;
-      const p = paths(model);
+      const p = pathsOf(model);
       const t = model.topology;
       const ports = new Map<string, number>();
       const servers = new Map<string, Server>();
@@ -154,7 +155,7 @@ describe.skipIf(!available)("redis-server 7.0 runs the rendered Redis and Sentin
         const includeStep = `grep -qxF 'include ${p.redisFragment}' ${p.redisConf} || echo 'include ${p.redisFragment}' >> ${p.redisConf}`;
         for (let i = 0; i < 2; i++) expect(runbookCommand(includeStep, map).code).toBe(0);
         expect(readFileSync(mainFile, "utf8").split("\n").filter((l) => l === `include ${fragmentFile}`)).toHaveLength(1);
-        const replicaOf = replicaOfLine(model, host);
+        const replicaOf = replicaOfLine(model, flowTable(model), host);
         if (replicaOf !== undefined) {
           const primaryPort = ports.get(t.redisPrimary!.name)!;
           const line = `replicaof 127.0.0.1 ${primaryPort}`;

@@ -20,8 +20,8 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
-import { paths, siteCertificate, mqttLetsEncryptLive } from "../../src/artifacts/paths.js";
-import { scriptsFamily } from "../../src/artifacts/scripts.js";
+import { pathsOf, siteCertificate, mqttLetsEncryptLive } from "../../src/artifacts/paths.js";
+import { scriptFamilies as scriptsFamily } from "../helpers/families.js";
 import { sqlLiteral } from "../../src/quote.js";
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, loadFixture, renderedAcrossFixtures } from "../helpers/fixtures.js";
@@ -125,7 +125,7 @@ describe.skipIf(!shellTools)("bash -n and shellcheck", () => {
 
   it("fails with shellcheck's own finding when an expansion loses its quotes", async () => {
     const ctx = contextOf(hostContexts("single-node"), "node1");
-    const file = scriptOf(ctx, paths(ctx.model).backupScript);
+    const file = scriptOf(ctx, pathsOf(ctx.model).backupScript);
     const broken = file.content.replace('pg_restore --list "$tmp/db.dump"', "pg_restore --list $tmp/db.dump");
     expect(broken).not.toBe(file.content);
     const path = box("sh").write("backup.sh", broken, 0o755);
@@ -142,7 +142,7 @@ describe.skipIf(!logrotateTool)("logrotate -d", () => {
 
   function prepare(ctx: HostContext, edit: (c: string) => string = (c) => c) {
     const b = box("logrotate");
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const logDir = b.path("log");
     b.write("log/gunicorn-access.log", "GET / 200\n", 0o640);
     b.write("log/gunicorn-error.log", "[INFO] Booting worker\n", 0o640);
@@ -182,7 +182,7 @@ describe.skipIf(!logrotateTool)("logrotate -d", () => {
 
 describe.skipIf(!canUnshare())("ufw --dry-run", () => {
   const firewalls = contexts
-    .map(({ fixture, ctx }) => ({ name: `${fixture}/${ctx.host.name}`, ctx, file: scriptsFamily.files(ctx).find((f) => f.path === paths(ctx.model).firewallScript) }))
+    .map(({ fixture, ctx }) => ({ name: `${fixture}/${ctx.host.name}`, ctx, file: scriptsFamily.files(ctx).find((f) => f.path === pathsOf(ctx.model).firewallScript) }))
     .filter((c) => c.file !== undefined);
   // Hosts whose scripts run the same commands (only the header comment differs, e.g. three app
   // nodes behind one lb) are checked once; each ufw call costs a Python start.
@@ -234,7 +234,7 @@ describe.skipIf(!canUnshare())("ufw --dry-run", () => {
   it.concurrent.each(distinct)("$name: ufw accepts every rule", async ({ ctx, file }) => {
     const { script, result: pending } = dryRun(file!.content);
     const result = await pending;
-    const message = `ufw --dry-run on ${paths(ctx.model).firewallScript} (written to ${script}):\n${result.output}`;
+    const message = `ufw --dry-run on ${pathsOf(ctx.model).firewallScript} (written to ${script}):\n${result.output}`;
     expect(result.code, message).toBe(0);
     expect(result.output, message).not.toMatch(/^ERROR/m);
     expect(result.output, message).toContain("Rules updated");
@@ -242,7 +242,7 @@ describe.skipIf(!canUnshare())("ufw --dry-run", () => {
 
   it("fails with ufw's own message on a bad rule", async () => {
     const ctx = contextOf(hostContexts("ha-cluster"), "db1");
-    const file = scriptsFamily.files(ctx).find((f) => f.path === paths(ctx.model).firewallScript)!;
+    const file = scriptsFamily.files(ctx).find((f) => f.path === pathsOf(ctx.model).firewallScript)!;
     const result = await dryRun(file.content.replace("from 10.0.0.11 to any port 5432", "from 10.0.0.311 to any port 5432")).result;
     expect(result.code).not.toBe(0);
     expect(result.output).toMatch(/ERROR: Bad source address/);
@@ -255,7 +255,7 @@ describe.skipIf(!pgTools || !isRoot)("backup.sh against a throw-away PostgreSQL"
   // options: port 5433, database iot, role iot_app, media, age, and a password with quotes, $,
   // backslashes, # and % in it.
   const ctx = contextOf(hostContexts("options"), "iot1");
-  const p = paths(ctx.model);
+  const p = pathsOf(ctx.model);
   const model = ctx.model;
   let b: Sandbox;
   let port = 0;
@@ -384,7 +384,7 @@ function stubs(b: Sandbox, names: string[]): { bin: string; calls: () => string[
 
 describe.skipIf(!shellTools || !isRoot)("update.sh with stand-in commands", () => {
   const ctx = contextOf(hostContexts("options"), "iot1");
-  const p = paths(ctx.model);
+  const p = pathsOf(ctx.model);
   const model = ctx.model;
 
   function prepare() {
@@ -472,7 +472,7 @@ describe.skipIf(!shellTools || !isRoot)("update.sh with stand-in commands", () =
 describe.skipIf(!shellTools || !isRoot)("certbot deploy hook with stand-in systemctl", () => {
   function prepare(fixture: string, hostName: string) {
     const ctx = contextOf(hostContexts(fixture), hostName);
-    const p = paths(ctx.model);
+    const p = pathsOf(ctx.model);
     const b = box("hook");
     const { bin, calls } = stubs(b, ["systemctl"]);
     const site = siteCertificate(ctx.model).certificate.replace(/\/fullchain\.pem$/, "");

@@ -1,0 +1,171 @@
+/**
+ * Who connects to whom: every network flow of a deployment, decided here and nowhere else.
+ *
+ * A flow is a client host opening a TCP connection to a port of a server host over the private
+ * network (connections inside one host go over loopback and are not flows). The firewall opens
+ * exactly these ports to exactly these sources; pg_hba.conf admits exactly these clients; Redis,
+ * Sentinel, Mosquitto and PostgreSQL listen on the private address exactly when a flow reaches
+ * them; HAProxy's servers are the lb's flows; and the addresses in the app's .env are the servers
+ * `serverFor` names, the same function the flows are built with. Public entry points (the site,
+ * MQTT over TLS, SSH) are listed beside the flows.
+ */
+import type { Host, Model, Topology } from "./normalize.js";
+
+/** What listens on the server side of a flow. */
+export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "nginx-backend";
+
+/** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication). */
+export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb";
+
+export interface Flow {
+  readonly from: Host;
+  readonly to: Host;
+  readonly port: number;
+  readonly protocol: "tcp";
+  readonly service: Service;
+  readonly client: Client;
+  /** Why the client connects, in a few words ("Django", "streaming replication"). */
+  readonly purpose: string;
+}
+
+/** A port the outside world (devices, browsers, operators) reaches. */
+export interface Entry {
+  readonly to: Host;
+  readonly port: number;
+  readonly protocol: "tcp";
+  readonly service: "http" | "https" | "mqtt-tls" | "ssh";
+  readonly purpose: string;
+  /** Networks allowed in; empty: anywhere. */
+  readonly from: readonly string[];
+}
+
+export interface FlowTable {
+  readonly flows: readonly Flow[];
+  readonly entries: readonly Entry[];
+}
+
+/** The address `from` uses to reach a service on `target`: loopback on the same host. */
+export function addressFrom(target: Host, from: Host): string {
+  return target.name === from.name ? "127.0.0.1" : target.address;
+}
+
+/** The one of `hosts` that `from` talks to: itself if it is one of them, else the first. */
+export function nearest(from: Host, hosts: readonly Host[]): Host | undefined {
+  return hosts.find((h) => h.name === from.name) ?? hosts[0];
+}
+
+/** True when the lb terminates TLS and the web hosts listen privately behind it. */
+export function behindLb(model: Pick<Model, "topology">): boolean {
+  return model.topology.lb !== undefined;
+}
+
+/**
+ * The host a Django host talks to for a service, and so the address its .env names: the
+ * PostgreSQL primary, the Redis primary (without Sentinel; with it the app asks the sentinels),
+ * the nearest MQTT broker.
+ */
+export function serverFor(t: Topology, from: Host, service: "postgres" | "redis" | "mqtt"): Host | undefined {
+  switch (service) {
+    case "postgres":
+      return t.db;
+    case "redis":
+      return t.redisPrimary;
+    case "mqtt":
+      return nearest(from, t.mqtt);
+  }
+}
+
+/** Every flow of the model, in a stable order: by service, server, then client (hosts sorted by name). */
+export function flowTable(model: Model): FlowTable {
+  const t = model.topology;
+  const flows: Flow[] = [];
+  const add = (from: readonly Host[], to: readonly Host[], port: number, service: Service, client: Client, purpose: string) => {
+    for (const server of to) {
+      for (const h of from) if (h.name !== server.name) flows.push({ from: h, to: server, port, protocol: "tcp", service, client, purpose });
+    }
+  };
+  const cluster = [...(t.db ? [t.db] : []), ...t.standbys];
+  const pg = model.postgres.port;
+
+  // The lb forwards to the nginx of every web host (gunicorn and daphne stay on loopback).
+  if (t.lb) add([t.lb], t.web, model.haproxy.backend_port, "nginx-backend", "lb", "HAProxy");
+
+  // PostgreSQL: the app uses the primary; every member may become the primary after a failover,
+  // so the app and the other members reach each one (a standby answers them once promoted).
+  for (const member of cluster) {
+    const primary = member.name === t.db?.name;
+    add(t.django, [member], pg, "postgres", "django", primary ? "Django" : "Django, once this standby is promoted");
+    add(cluster, [member], pg, "postgres", "replication", primary ? "streaming replication" : "replication, once this standby is promoted");
+  }
+
+  // Redis: one instance, or replicas that Sentinel may promote, so every member is reachable.
+  const replicated = t.redis.length > 1;
+  for (const server of t.redis) {
+    add(t.django, [server], model.redis.port, "redis", "django", "Django and Celery");
+    add(t.redis, [server], model.redis.port, "redis", "replication", "replication");
+    add(t.sentinels, [server], model.redis.port, "redis", "sentinel", "Sentinel monitoring");
+  }
+  for (const server of t.sentinels) {
+    // The app asks the sentinels for the primary only when Redis replicates.
+    if (replicated) add(t.django, [server], model.redis.sentinel_port, "sentinel", "django", "Django and Celery");
+    add(t.sentinels, [server], model.redis.sentinel_port, "sentinel", "sentinel", "the other sentinels");
+  }
+
+  // MQTT in plain text stays on the private network: Django hosts without a broker of their
+  // own use the nearest one, and with several brokers every other one bridges to the hub.
+  for (const broker of t.mqtt) {
+    const clients = t.django.filter((d) => !d.roles.has("mqtt") && serverFor(t, d, "mqtt")?.name === broker.name);
+    add(clients, [broker], model.mqtt.port, "mqtt", "django", "Django");
+    if (t.mqtt.length > 1 && broker.name === t.mqttHub?.name) add(t.mqtt, [broker], model.mqtt.port, "mqtt", "bridge", "bridge to this hub");
+  }
+  return { flows, entries: entries(model) };
+}
+
+/** The host that terminates TLS for the site: the lb, or else the single web host. */
+export function siteTlsHost(model: Model): Host | undefined {
+  return model.topology.lb ?? (model.topology.web.length === 1 ? model.topology.web[0] : undefined);
+}
+
+function entries(model: Model): Entry[] {
+  const out: Entry[] = [];
+  const tlsHost = siteTlsHost(model);
+  const server = behindLb(model) ? "HAProxy" : "nginx";
+  if (tlsHost) {
+    const acme = model.site.tls.mode === "letsencrypt" ? " and ACME challenges" : "";
+    out.push({ to: tlsHost, port: model.site.http_port, protocol: "tcp", service: "http", purpose: `${server}: HTTP redirect${acme}`, from: [] });
+    out.push({ to: tlsHost, port: model.site.https_port, protocol: "tcp", service: "https", purpose: `${server}: HTTPS`, from: [] });
+  }
+  if (model.mqtt.tls_port !== undefined) {
+    for (const broker of model.topology.mqtt) {
+      out.push({ to: broker, port: model.mqtt.tls_port, protocol: "tcp", service: "mqtt-tls", purpose: "MQTT over TLS for devices", from: [] });
+      // certbot --standalone answers the HTTP-01 challenge for the MQTT certificate itself.
+      if (model.site.tls.mode === "letsencrypt" && broker.name !== tlsHost?.name) {
+        out.push({ to: broker, port: 80, protocol: "tcp", service: "http", purpose: "certbot: HTTP-01 challenges for the MQTT certificate", from: [] });
+      }
+    }
+  }
+  for (const h of model.topology.hosts) {
+    out.push({ to: h, port: model.firewall.ssh_port, protocol: "tcp", service: "ssh", purpose: "SSH", from: model.firewall.ssh_from });
+  }
+  return out;
+}
+
+/** The flows that reach `host`, optionally only those of one service. */
+export function flowsTo(table: FlowTable, host: Host, service?: Service): Flow[] {
+  return table.flows.filter((f) => f.to.name === host.name && (service === undefined || f.service === service));
+}
+
+/** The entry points of `host`. */
+export function entriesTo(table: FlowTable, host: Host): Entry[] {
+  return table.entries.filter((e) => e.to.name === host.name);
+}
+
+/** One line per flow: `web-a -> pg-main:5432/tcp postgres (Django)`. */
+export function formatFlow(f: Flow): string {
+  return `${f.from.name} -> ${f.to.name}:${f.port}/${f.protocol} ${f.service} (${f.purpose})`;
+}
+
+export function formatEntry(e: Entry): string {
+  const from = e.from.length === 0 ? "anywhere" : e.from.join(", ");
+  return `${from} -> ${e.to.name}:${e.port}/${e.protocol} ${e.service} (${e.purpose})`;
+}

@@ -1,0 +1,141 @@
+/**
+ * The flow table is the one answer to "who connects to whom": every file that admits, binds or
+ * names a peer agrees with it. Each check parses the rendered file (not the code that made it)
+ * and compares it with the table, for every host of every fixture.
+ */
+import { describe, expect, it } from "vitest";
+import { pathsOf } from "../src/artifacts/paths.js";
+import { entriesTo, flowsTo, flowTable, type FlowTable } from "../src/model/flows.js";
+import type { Host, Model } from "../src/model/normalize.js";
+import type { Tree } from "../src/tree.js";
+import { fixtureNames, loadFixture, renderFixture } from "./helpers/fixtures.js";
+import { run } from "./helpers/programs.js";
+import { join } from "node:path";
+import { ROOT } from "./helpers/fixtures.js";
+
+interface Case {
+  readonly fixture: string;
+  readonly model: Model;
+  readonly table: FlowTable;
+  readonly tree: Tree;
+}
+
+const CASES: Case[] = fixtureNames().map((fixture) => {
+  const { model } = loadFixture(fixture);
+  return { fixture, model, table: flowTable(model), tree: renderFixture(fixture) };
+});
+
+const file = (c: Case, host: Host, path: string) => c.tree.get(`${host.name}${path}`)?.content;
+const lines = (text: string | undefined) => (text ?? "").split("\n").filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"));
+const sorted = (xs: string[]) => [...xs].sort();
+
+describe("the flow table decides who may connect", () => {
+  for (const c of CASES) {
+    for (const host of c.model.topology.hosts) {
+      const name = `${c.fixture}/${host.name}`;
+      const flows = flowsTo(c.table, host);
+
+      it(`${name}: the firewall opens exactly the flows and entry points that reach the host`, () => {
+        const script = file(c, host, pathsOf(c.model).firewallScript);
+        if (!c.model.firewall.enabled) return expect(script).toBeUndefined();
+        const rules = lines(script).filter((l) => /^ufw (allow|limit) /.test(l));
+        const sourced = rules.flatMap((l) => {
+          const m = /^ufw allow proto tcp from (\S+) to any port (\d+) /.exec(l);
+          return m ? [`${m[1]}:${m[2]}`] : [];
+        });
+        expect(sorted(sourced)).toEqual(sorted([...new Set(flows.map((f) => `${f.from.address}:${f.port}`))]));
+        const open = rules.flatMap((l) => {
+          const m = /^ufw allow (\d+)\/tcp /.exec(l);
+          return m ? [Number(m[1])] : [];
+        });
+        const entries = entriesTo(c.table, host).filter((e) => e.service !== "ssh");
+        expect(sorted(open.map(String))).toEqual(sorted([...new Set(entries.map((e) => String(e.port)))]));
+      });
+
+      it(`${name}: pg_hba.conf admits exactly the table's PostgreSQL clients`, () => {
+        const hba = file(c, host, pathsOf(c.model).pgHba);
+        const pg = flowsTo(c.table, host, "postgres");
+        if (hba === undefined) return expect(pg).toEqual([]);
+        const remote = lines(hba)
+          .map((l) => l.split(/\s+/))
+          .filter((f) => f[0] === "hostssl" || (f[0] === "host" && f[3] !== "127.0.0.1/32"))
+          .map((f) => `${f[1] === "replication" ? "replication" : "django"}:${f[3]}`);
+        expect(sorted(remote)).toEqual(sorted(pg.map((f) => `${f.client}:${f.from.address}/32`)));
+      });
+
+      it(`${name}: servers listen on the private address exactly when a flow reaches them`, () => {
+        const p = pathsOf(c.model);
+        const redis = file(c, host, p.redisFragment);
+        if (redis !== undefined) {
+          const bind = lines(redis).find((l) => l.startsWith("bind "))!;
+          expect(bind.split(" ").includes(host.address)).toBe(flowsTo(c.table, host, "redis").length > 0);
+        }
+        const sentinel = file(c, host, p.sentinelConf);
+        if (sentinel !== undefined) {
+          const bind = lines(sentinel).find((l) => l.startsWith("bind "))!;
+          expect(bind.split(" ").includes(host.address)).toBe(flowsTo(c.table, host, "sentinel").length > 0);
+        }
+        const mosquitto = file(c, host, p.mosquittoConf);
+        if (mosquitto !== undefined) {
+          const privateListener = lines(mosquitto).includes(`listener ${c.model.mqtt.port} ${host.address}`);
+          expect(privateListener).toBe(flowsTo(c.table, host, "mqtt").length > 0);
+        }
+        const pgconf = file(c, host, p.pgConfD);
+        if (pgconf !== undefined) {
+          const listen = lines(pgconf).find((l) => l.startsWith("listen_addresses"))!;
+          expect(listen.includes(host.address)).toBe(flowsTo(c.table, host, "postgres").length > 0);
+        }
+      });
+
+      if (host.roles.has("lb")) {
+        it(`${name}: HAProxy's servers are the lb's flows to the web hosts`, () => {
+          const cfg = lines(file(c, host, pathsOf(c.model).haproxyConfig));
+          const servers = [...new Set(cfg.filter((l) => l.trim().startsWith("server ") && !l.includes("certbot")).map((l) => l.trim().split(/\s+/)[2]!))];
+          const lb = c.table.flows.filter((f) => f.from.name === host.name);
+          expect(sorted(servers)).toEqual(sorted(lb.map((f) => `${f.to.address}:${f.port}`)));
+        });
+      }
+
+      if (c.model.topology.django.some((h) => h.name === host.name)) {
+        it(`${name}: the .env names the servers of the host's flows`, () => {
+          const env = lines(file(c, host, c.model.project.envFile));
+          const value = (key: string) => env.find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1);
+          const out = c.table.flows.filter((f) => f.from.name === host.name);
+          const dbHost = value("DB_HOST")!;
+          if (dbHost !== "127.0.0.1") expect(out.some((f) => f.service === "postgres" && f.client === "django" && f.to.address === dbHost && f.to.roles.has("db"))).toBe(true);
+          const mqttHost = value("MQTT_BROKER_HOST")!;
+          if (mqttHost !== "127.0.0.1") expect(out.some((f) => f.service === "mqtt" && f.to.address === mqttHost)).toBe(true);
+        });
+      }
+    }
+  }
+});
+
+describe("novacloud-render flows", () => {
+  const cli = join(ROOT, "dist", "cli.js");
+  const model = join(ROOT, "fixtures", "ha-cluster", "novacloud.toml");
+
+  it("prints one line per flow and entry point, and needs no secrets", () => {
+    const r = run(process.execPath, [cli, "flows", model], { env: { PATH: process.env.PATH ?? "" } });
+    expect(r.code, r.output).toBe(0);
+    expect(r.stdout).toContain("app1 -> db1:5432/tcp postgres (Django)\n");
+    expect(r.stdout).toContain("db2 -> db1:5432/tcp postgres (streaming replication)\n");
+    expect(r.stdout).toContain("anywhere -> lb1:443/tcp https (HAProxy: HTTPS)\n");
+  });
+
+  it("--format json gives the same table as the library, and --host filters it", () => {
+    const r = run(process.execPath, [cli, "flows", model, "--format", "json", "--host", "cache1"]);
+    expect(r.code, r.output).toBe(0);
+    const json = JSON.parse(r.stdout) as { flows: { from: string; to: string; port: number }[] };
+    const table = flowTable(loadFixture("ha-cluster").model);
+    const expected = table.flows.filter((f) => f.from.name === "cache1" || f.to.name === "cache1").map((f) => `${f.from.name}->${f.to.name}:${f.port}`);
+    expect(json.flows.map((f) => `${f.from}->${f.to}:${f.port}`)).toEqual(expected);
+    expect(expected.length).toBeGreaterThan(0);
+  });
+
+  it("refuses an unknown host with exit 2", () => {
+    const r = run(process.execPath, [cli, "flows", model, "--host", "nope"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("no such host");
+  });
+});
