@@ -163,15 +163,6 @@ export function mosquitto(value: string): string {
 }
 
 /**
- * A YAML double-quoted scalar inside a Compose file. Compose interpolates `$` in every value, so
- * a literal dollar is written `$$` (compose-spec interpolation.md).
- */
-export function composeString(value: string): string {
-  assertNoControl(value, "a Compose file");
-  return JSON.stringify(value.replace(/\$/g, "$$$$"));
-}
-
-/**
  * A value in a Compose env_file (compose.env, .env.db), read back exactly by Compose v2, whose
  * reader is compose-go's dotenv parser (dotenv/parser.go, v2.x): unquoted values are cut at " #"
  * and interpolate `$`; inside '...' nothing is interpolated and only \' is an escape (any other
@@ -213,7 +204,6 @@ export const QUOTE_FILTERS = {
   haproxy,
   redis,
   mosquitto,
-  compose: composeString,
   composeEnv,
 } as const;
 

@@ -11,8 +11,8 @@ export interface TreeFile {
   readonly group: string;
   /** The artifact family that made it (src/artifacts/<family>.ts). */
   readonly family: string;
-  /** The template it was rendered from (templates/<template>). */
-  readonly template: string;
+  /** The template it was rendered from (templates/<template>); none for a serialized document. */
+  readonly template?: string;
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -25,8 +25,8 @@ export interface FileSpec {
   readonly mode: number;
   readonly owner?: string;
   readonly group?: string;
-  /** The template it was rendered from, relative to templates/. */
-  readonly template: string;
+  /** The template it was rendered from, relative to templates/; none for a serialized document. */
+  readonly template?: string;
   /** The family that made it; render() fills it in. */
   readonly family?: string;
 }
@@ -105,7 +105,7 @@ export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string,
       owner: spec.owner ?? "root",
       group: spec.group ?? "root",
       family: spec.family ?? "",
-      template: spec.template,
+      ...(spec.template !== undefined ? { template: spec.template } : {}),
     },
   ]);
 }

@@ -33,7 +33,7 @@ function captureRenders(): { views: Map<string, object[]>; executable: Set<strin
   try {
     for (const name of fixtureNames()) {
       const f = loadFixture(name);
-      for (const file of render(f.model, f.sources).values()) if ((file.mode & 0o111) !== 0) executable.add(file.template);
+      for (const file of render(f.model, f.sources).values()) if ((file.mode & 0o111) !== 0 && file.template !== undefined) executable.add(file.template);
     }
   } finally {
     templates.render = original;

@@ -15,7 +15,8 @@ import type { Model } from "../model/normalize.js";
 import { imageTagVersion } from "../model/values.js";
 import type { Secrets } from "../model/secrets.js";
 import { templateFile } from "../templates.js";
-import { MODE, type FileSpec } from "../tree.js";
+import { MODE, withMarker, type FileSpec } from "../tree.js";
+import { toYaml, type YamlComments, type YamlValue } from "../yaml.js";
 import { envView, gunicornConfigView, redisUrl, type AppEndpoints } from "./app.js";
 import { required } from "./context.js";
 import { standaloneMosquitto, type StandalonePaths } from "./mosquitto.js";
@@ -123,62 +124,220 @@ function nginxViews(model: Model, p: Paths) {
   };
 }
 
-/** The shell's `$VAR` inside a Compose string is written `$$` by the `compose` filter. */
-function composeView(model: Model, pth: Paths) {
+/** A service of compose.yaml (Compose Specification), with the keys this bundle uses. */
+interface ComposeService {
+  readonly image?: string;
+  readonly build?: string;
+  readonly command?: readonly string[];
+  readonly env_file?: readonly string[];
+  readonly volumes?: readonly string[];
+  readonly ports?: readonly string[];
+  readonly healthcheck?: {
+    readonly test: readonly string[];
+    readonly interval: string;
+    readonly timeout: string;
+    readonly retries: number;
+    readonly start_period?: string;
+  };
+  readonly depends_on?: Readonly<Record<string, { readonly condition: "service_healthy" | "service_completed_successfully" }>>;
+  readonly stop_grace_period?: string;
+  readonly restart: "unless-stopped" | "no";
+}
+
+interface ComposeDocument {
+  readonly services: Readonly<Record<string, ComposeService>>;
+  readonly volumes: Readonly<Record<string, Record<string, never>>>;
+}
+
+/** Compose interpolates `$` in every value: a literal dollar is `$$` (compose-spec interpolation.md). */
+function literal<T extends YamlValue>(value: T): T {
+  if (typeof value === "string") return value.replace(/\$/g, "$$$$") as T;
+  if (Array.isArray(value)) return value.map((v: YamlValue) => literal(v)) as unknown as T;
+  if (typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, v === undefined ? v : literal(v as YamlValue)])) as T;
+  }
+  return value;
+}
+
+const healthy = { condition: "service_healthy" } as const;
+
+/** compose.yaml as a typed object, and the comments a reader of it needs. */
+function composeDocument(model: Model, pth: Paths): ComposeYaml {
   const c = model.compose!;
   const files = composePaths(model, pth);
   const p = model.project;
+  const s = SERVICES;
   const cert = siteCertificate(model);
-  const appImage = c.app_image ? { image: c.app_image } : { build: c.build, image: `${p.name}-app` };
+  const app = c.app_image ? { image: c.app_image } : { build: c.build, image: `${p.name}-app` };
   const gunicornInContainer = `/etc/${p.name}/gunicorn_config.py`;
   const module = p.djangoModule;
   const celery = model.celery;
+  const tlsPort = model.mqtt.tls_port;
   const tlsFiles = model.site.tls.mode === "files";
-  return {
-    project: p.name,
-    services: SERVICES,
-    files,
-    app: appImage,
-    envFile: files.env,
-    dbEnvFile: files.dbEnv,
-    images: {
-      postgres: c.postgres_image ?? `postgres:${model.postgres.version}`,
-      redis: c.redis_image,
-      mosquitto: c.mosquitto_image,
-      nginx: c.nginx_image,
+  const mq = MOSQUITTO_CONTAINER;
+  const appDependencies = { [s.db]: healthy, [s.redis]: healthy, [s.mqtt]: healthy, [s.migrate]: { condition: "service_completed_successfully" } } as const;
+  const python = (code: string) => ["CMD", "python", "-c", code];
+  const document: ComposeDocument = {
+    services: {
+      [s.db]: {
+        image: c.postgres_image ?? `postgres:${model.postgres.version}`,
+        env_file: [files.dbEnv],
+        volumes: ["postgres_data:/var/lib/postgresql/data"],
+        healthcheck: { test: ["CMD-SHELL", 'pg_isready -U "$POSTGRES_USER" -d "$POSTGRES_DB"'], interval: "5s", timeout: "5s", retries: 12, start_period: "30s" },
+        restart: "unless-stopped",
+      },
+      [s.redis]: {
+        image: c.redis_image,
+        command: ["redis-server", "--appendonly", "yes"],
+        volumes: ["redis_data:/data"],
+        healthcheck: { test: ["CMD", "redis-cli", "ping"], interval: "5s", timeout: "3s", retries: 12 },
+        restart: "unless-stopped",
+      },
+      [s.mqtt]: {
+        image: c.mosquitto_image,
+        volumes: [
+          "./mosquitto/config:/mosquitto/config",
+          `mosquitto_data:${mq.data}`,
+          ...(tlsPort === undefined ? [] : [`${cert.certificate}:${mq.cert}:ro`, `${cert.key}:${mq.key}:ro`]),
+        ],
+        ...(tlsPort === undefined ? {} : { ports: [`${tlsPort}:${tlsPort}`] }),
+        healthcheck: {
+          test: ["CMD-SHELL", `mosquitto_pub -h 127.0.0.1 -p ${model.mqtt.port} -t healthcheck -n 2>&1 | grep -q 'not authorised'`],
+          interval: "10s",
+          timeout: "5s",
+          retries: 6,
+        },
+        restart: "unless-stopped",
+      },
+      [s.migrate]: {
+        ...app,
+        command: ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput"],
+        env_file: [files.env],
+        volumes: [`static:${p.staticDir}`],
+        depends_on: { [s.db]: healthy },
+        restart: "no",
+      },
+      [s.web]: {
+        ...app,
+        command: ["gunicorn", "-c", gunicornInContainer],
+        env_file: [files.env],
+        volumes: [`./${files.gunicorn}:${gunicornInContainer}:ro`, `media:${p.mediaDir}`],
+        depends_on: appDependencies,
+        healthcheck: {
+          test: python(
+            `import urllib.request as r; r.urlopen(r.Request('http://127.0.0.1:${model.gunicorn.port}${model.site.health_check_path}', headers={'Host': '${model.site.domain}', 'X-Forwarded-Proto': 'https'}), timeout=5)`,
+          ),
+          interval: "10s",
+          timeout: "10s",
+          retries: 6,
+          start_period: "30s",
+        },
+        restart: "unless-stopped",
+      },
+      [s.asgi]: {
+        ...app,
+        command: ["daphne", "--bind", "0.0.0.0", "--port", String(model.daphne.port), "--proxy-headers", "--websocket_timeout", String(model.daphne.websocket_timeout), `${module}.asgi:application`],
+        env_file: [files.env],
+        volumes: [`media:${p.mediaDir}`],
+        depends_on: appDependencies,
+        healthcheck: {
+          test: python(`import socket; socket.create_connection(('127.0.0.1', ${model.daphne.port}), 5).close()`),
+          interval: "10s",
+          timeout: "10s",
+          retries: 6,
+          start_period: "30s",
+        },
+        restart: "unless-stopped",
+      },
+      [s.worker]: {
+        ...app,
+        command: ["celery", "-A", module, "worker", `--loglevel=${celery.loglevel}`, ...(celery.concurrency === "auto" ? [] : [`--concurrency=${celery.concurrency}`])],
+        env_file: [files.env],
+        volumes: [`media:${p.mediaDir}`],
+        depends_on: appDependencies,
+        stop_grace_period: `${celery.stop_timeout}s`,
+        restart: "unless-stopped",
+      },
+      [s.beat]: {
+        ...app,
+        command: ["celery", "-A", module, "beat", `--loglevel=${celery.loglevel}`, `--schedule=${p.stateDir}/celerybeat-schedule`],
+        env_file: [files.env],
+        volumes: [`beat:${p.stateDir}`],
+        depends_on: { [s.redis]: healthy, [s.migrate]: { condition: "service_completed_successfully" } },
+        restart: "unless-stopped",
+      },
+      [s.nginx]: {
+        image: c.nginx_image,
+        ports: [`${c.http_port}:80`, `${c.https_port}:443`],
+        volumes: [
+          "./nginx/conf.d:/etc/nginx/conf.d:ro",
+          "./nginx/snippets:/etc/nginx/snippets:ro",
+          `static:${p.staticDir}:ro`,
+          `media:${p.mediaDir}:ro`,
+          // The site certificate from this machine where the site config names it; with Let's
+          // Encrypt, certbot's tree on this machine and its webroot.
+          ...(tlsFiles
+            ? [`${cert.certificate}:${cert.certificate}:ro`, `${cert.key}:${cert.key}:ro`]
+            : ["/etc/letsencrypt:/etc/letsencrypt:ro", `${pth.acmeWebroot}:${pth.acmeWebroot}:ro`]),
+        ],
+        depends_on: { [s.web]: healthy, [s.asgi]: healthy },
+        restart: "unless-stopped",
+      },
     },
-    staticDir: p.staticDir,
-    mediaDir: p.mediaDir,
-    stateDir: p.stateDir,
-    health: model.site.health_check_path,
-    domain: model.site.domain,
-    commands: {
-      migrate: ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput"],
-      web: ["gunicorn", "-c", gunicornInContainer],
-      asgi: ["daphne", "--bind", "0.0.0.0", "--port", String(model.daphne.port), "--proxy-headers", "--websocket_timeout", String(model.daphne.websocket_timeout), `${module}.asgi:application`],
-      worker: ["celery", "-A", module, "worker", `--loglevel=${celery.loglevel}`, ...(celery.concurrency === "auto" ? [] : [`--concurrency=${celery.concurrency}`])],
-      beat: ["celery", "-A", module, "beat", `--loglevel=${celery.loglevel}`, `--schedule=${p.stateDir}/celerybeat-schedule`],
-    },
-    gunicorn: { file: files.gunicorn, inContainer: gunicornInContainer, port: model.gunicorn.port },
-    daphnePort: model.daphne.port,
-    workerStop: `${celery.stop_timeout}s`,
-    mqtt: {
-      port: model.mqtt.port,
-      tlsPort: model.mqtt.tls_port,
-      configDir: "./mosquitto/config",
-      container: MOSQUITTO_CONTAINER,
-    },
-    nginx: {
-      httpPort: c.http_port,
-      httpsPort: c.https_port,
-      confD: "./nginx/conf.d",
-      snippets: "./nginx/snippets",
-    },
-    // The site certificate: files from this machine, mounted where the nginx config names them;
-    // with Let's Encrypt, certbot's tree on this machine and its webroot.
-    certificate: tlsFiles ? { certificate: cert.certificate, key: cert.key } : undefined,
-    letsEncrypt: tlsFiles ? undefined : { dir: "/etc/letsencrypt", webroot: pth.acmeWebroot, certificate: cert.certificate, key: cert.key },
+    volumes: { postgres_data: {}, redis_data: {}, mosquitto_data: {}, static: {}, media: {}, beat: {} },
   };
+  const header = [
+      `Compose bundle for ${p.name}: \`docker compose up -d\` in this directory. Compose`,
+      "Specification form, so no `version:` key; docker-compose 1.29 reads it too.",
+      "",
+      "Docker's published ports bypass ufw (it inserts its own iptables rules first),",
+      `so only HTTP, HTTPS${tlsPort === undefined ? "" : " and MQTT over TLS"} are published. PostgreSQL,`,
+      "Redis, plain MQTT, gunicorn and daphne are reachable on the compose network only.",
+      "Nothing here bind-mounts the application's source: the app image holds the code.",
+  ];
+  const comments: YamlComments = {
+    [`services.${s.mqtt}.volumes`]: [
+      "The image's entrypoint hands /mosquitto to its mosquitto user (uid 1883) before the broker",
+      "starts, and the broker reads its password file and ACL only after dropping to that user:",
+      `so the config directory is mounted writable. Its listener on ${model.mqtt.port} is not published.`,
+    ],
+    ...(tlsPort === undefined
+      ? {}
+      : {
+          [`services.${s.mqtt}.volumes[2]`]: [
+            "The certificate for devices; its key must be readable by uid 1883",
+            "(e.g. `setfacl -m u:1883:r KEY`): the broker loads it after dropping privileges.",
+          ],
+        }),
+    [`services.${s.mqtt}.healthcheck`]: ["Up and refusing anonymous clients: the answer proves both without a password here."],
+    [`services.${s.migrate}`]: ["One-shot: migrations and collectstatic before the app starts."],
+    [`services.${s.web}.command`]: [
+      `gunicorn_config.py binds 0.0.0.0:${model.gunicorn.port} and trusts X-Forwarded-* from any`,
+      "address: only the nginx container reaches it, on the compose network.",
+    ],
+    [`services.${s.asgi}.command`]: ["--proxy-headers: only the nginx container reaches daphne, on the compose network."],
+    [`services.${s.worker}.stop_grace_period`]: ["Running tasks get this long to finish after SIGTERM (warm shutdown)."],
+    [`services.${s.beat}`]: ["Exactly one beat; its schedule lives in a volume, not in the code. The", `image's user must own ${p.stateDir}.`],
+    [`services.${s.nginx}.volumes[0]`]: ["Replaces the image's default.conf: only this site answers."],
+    [`services.${s.nginx}.volumes[4]`]: tlsFiles
+      ? ["The site certificate from this machine, where the site config names it."]
+      : [
+          `Let's Encrypt on this machine: \`certbot certonly --webroot -w ${pth.acmeWebroot}\``,
+          "answers through this nginx; reload it after a renewal (`docker compose exec nginx nginx -s reload`).",
+        ],
+  };
+  return { document: literal(document as unknown as YamlValue) as unknown as ComposeDocument, comments, header };
+}
+
+interface ComposeYaml {
+  readonly document: ComposeDocument;
+  readonly comments: YamlComments;
+  readonly header: readonly string[];
+}
+
+/** compose.yaml: the typed document serialized once, under the generated-file marker. */
+function composeYamlFile(path: string, { document, comments, header }: ComposeYaml): FileSpec {
+  return { path, content: withMarker(toYaml(document as unknown as Record<string, YamlValue>, comments, header), "#"), mode: MODE.config };
 }
 
 export function composeFiles(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf2Js): FileSpec[] {
@@ -189,7 +348,7 @@ export function composeFiles(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf
   // Only nginx reaches gunicorn on the compose network, so it may trust any proxy address.
   const gunicorn = gunicornConfigView(model, `0.0.0.0:${model.gunicorn.port}`, "*", true);
   return [
-    templateFile(files.compose, "compose/compose.yaml.njk", composeView(model, pth), { comment: "#" }),
+    composeYamlFile(files.compose, composeDocument(model, pth)),
     templateFile(files.env, "app/env.njk", envView(model, secrets, composeEndpoints(model)), { comment: "#", mode: MODE.secret }),
     templateFile(
       files.dbEnv,

@@ -310,7 +310,7 @@ describe("compose bundle: nginx, gunicorn and Mosquitto from the hosts' template
     expect(py).toContain('forwarded_allow_ips = "*"');
     expect(py).toContain('accesslog = "-"');
     const yaml = content(files, "compose.yaml");
-    expect(serviceBlock(yaml, "web")).toContain(`      - "./gunicorn_config.py:/etc/${model.project.name}/gunicorn_config.py:ro"`);
+    expect(serviceBlock(yaml, "web").join("\n")).toContain(`"./gunicorn_config.py:/etc/${model.project.name}/gunicorn_config.py:ro"`);
   });
 
   it("Mosquitto in its standalone form: persistence, stdout logging, listener on every container address, TLS, auth (MQ-11, DC-06)", () => {
