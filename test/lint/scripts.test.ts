@@ -502,6 +502,7 @@ describe.skipIf(!shellTools || !isRoot)("update.sh with stand-in commands", () =
     const r = update(bad);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`update.sh: ${bad} (${bad}) NOT deployed: ${at(`${p.releases}/${first}`)} still runs, unchanged`);
+    expect(r.stderr.split("NOT deployed").length - 1, r.stderr).toBe(1);
     expect(readlinkSync(at(p.current))).toBe(at(`${p.releases}/${first}`));
     expect(readdirSync(at(p.releases))).toEqual([first]);
     expect(calls().some((c) => c.startsWith("systemctl") || c.includes("migrate"))).toBe(false);
