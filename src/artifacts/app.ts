@@ -214,8 +214,9 @@ function managedPythonSteps(ctx: HostContext): Step[] {
         kind: "commands",
         commands: [
           { run: `install -d -m 0755 ${shell(pth.pythonInstallDir)}` },
-          // uv python install does nothing when the version is there already.
-          { run: `(umask 022 && ${uvCommand(pth, `python install ${PYTHON.managed}`)})` },
+          // uv python install does nothing when the version is there already. --no-bin: no
+          // python3.12 link in root's ~/.local/bin either.
+          { run: `(umask 022 && ${uvCommand(pth, `python install --no-bin ${PYTHON.managed}`)})` },
         ],
       },
       why:

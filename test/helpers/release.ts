@@ -5,7 +5,7 @@
  *
  * uv itself cannot be fetched here (no PyPI, no GitHub), so `standInUv` writes a program that
  * behaves like uv for what the runbook and update.sh ask of it:
- * - `uv python install X.Y` puts an interpreter (a copy of Debian's python3.11 binary, named
+ * - `uv python install [--no-bin] X.Y` puts an interpreter (a copy of Debian's python3.11 binary, named
  *   like a managed one) under $UV_PYTHON_INSTALL_DIR, default ~/.local/share/uv/python as uv's;
  * - `uv venv --python X.Y DIR` makes DIR a virtualenv of that interpreter (`bin/python` links
  *   to it, as uv's do); with UV_PYTHON_DOWNLOADS=manual or never and no such interpreter it
@@ -101,7 +101,7 @@ def install(version):
     return target
 
 if args[:2] == ["python", "install"]:
-    install(args[2])
+    install(args[-1])
 elif args[:1] == ["venv"]:
     version = option("--python")
     interpreter = managed(version)
