@@ -75,10 +75,10 @@ describe("writing a tree", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(/^wrote \d+ files for 1 host to /);
-    const env = statSync(join(out, "node1/opt/novacloud/.env"));
+    const env = statSync(join(out, "node1/etc/novacloud/novacloud.env"));
     expect(env.mode & 0o777).toBe(0o640);
     const manifest = JSON.parse(readFileSync(join(out, ".novacloud-render.json"), "utf8")) as { files: { path: string }[] };
-    expect(manifest.files.map((f) => f.path)).toContain("node1/opt/novacloud/.env");
+    expect(manifest.files.map((f) => f.path)).toContain("node1/etc/novacloud/novacloud.env");
   });
 
   it("keeps files it did not generate and removes generated files the model no longer produces", () => {
@@ -103,12 +103,12 @@ describe("writing a tree", () => {
 
   it("refuses to overwrite a file it did not write", () => {
     const out = join(work, "out3");
-    mkdirSync(join(out, "node1/opt/novacloud"), { recursive: true });
-    writeFileSync(join(out, "node1/opt/novacloud/.env"), "hand-made\n");
+    mkdirSync(join(out, "node1/etc/novacloud"), { recursive: true });
+    writeFileSync(join(out, "node1/etc/novacloud/novacloud.env"), "hand-made\n");
     const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--out", out]);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain("did not write");
-    expect(readFileSync(join(out, "node1/opt/novacloud/.env"), "utf8")).toBe("hand-made\n");
+    expect(readFileSync(join(out, "node1/etc/novacloud/novacloud.env"), "utf8")).toBe("hand-made\n");
   });
 
   it("writes nothing and exits 2 when a secret is missing, naming every missing variable", () => {
@@ -135,7 +135,7 @@ describe("writing a tree", () => {
   it("reads the model from stdin with -", () => {
     const r = cli(["-", "-s", SINGLE_SECRETS, "--list"], { input: readFileSync(SINGLE, "utf8") });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain("node1/opt/novacloud/.env");
+    expect(r.stdout).toContain("node1/etc/novacloud/novacloud.env");
   });
 });
 
@@ -146,7 +146,7 @@ describe("--check", () => {
     const same = cli([SINGLE, "-s", SINGLE_SECRETS, "--check", "--out", out]);
     expect(same.code, same.stdout).toBe(0);
 
-    const envPath = join(out, "node1/opt/novacloud/.env");
+    const envPath = join(out, "node1/etc/novacloud/novacloud.env");
     writeFileSync(envPath, readFileSync(envPath, "utf8").replace("DEBUG=False", "DEBUG=True"));
     const drift = cli([SINGLE, "-s", SINGLE_SECRETS, "--check", "--out", out]);
     expect(drift.code).toBe(1);
@@ -155,14 +155,14 @@ describe("--check", () => {
     expect(drift.stdout).toContain("1 changed, 0 added, 0 removed");
     expect(drift.stdout).not.toContain("\u001b["); // not a TTY: no colour
     const changedFiles = drift.stdout.split("\n").filter((l) => l.startsWith("+++ "));
-    expect(changedFiles).toEqual(["+++ b/node1/opt/novacloud/.env\trendered"]);
+    expect(changedFiles).toEqual(["+++ b/node1/etc/novacloud/novacloud.env\trendered"]);
     for (const secret of loadFixture("single-node").secretValues) expect(drift.stdout + drift.stderr).not.toContain(secret);
   });
 
   it("redacts a secret that changed in a hand edit, and colours only when asked", () => {
     const out = join(work, "check2");
     expect(cli([SINGLE, "-s", SINGLE_SECRETS, "--out", out]).code).toBe(0);
-    const envPath = join(out, "node1/opt/novacloud/.env");
+    const envPath = join(out, "node1/etc/novacloud/novacloud.env");
     const secret = loadFixture("single-node").secretValues[0]!;
     writeFileSync(envPath, readFileSync(envPath, "utf8").split(secret).join(`${secret}-edited`));
     const drift = cli([SINGLE, "-s", SINGLE_SECRETS, "--check", "--out", out, "--color", "always"]);
@@ -175,12 +175,12 @@ describe("--check", () => {
   it("reports added and removed files and JSON on request", () => {
     const out = join(work, "check3");
     expect(cli([SINGLE, "-s", SINGLE_SECRETS, "--out", out]).code).toBe(0);
-    rmSync(join(out, "node1/opt/novacloud/gunicorn_config.py"));
+    rmSync(join(out, "node1/etc/novacloud/gunicorn_config.py"));
     const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--check", "--out", out, "--format", "json"]);
     expect(r.code).toBe(1);
     const result = JSON.parse(r.stdout) as { ok: boolean; added: string[]; removed: string[] };
     expect(result.ok).toBe(false);
-    expect(result.added).toEqual(["node1/opt/novacloud/gunicorn_config.py"]);
+    expect(result.added).toEqual(["node1/etc/novacloud/gunicorn_config.py"]);
   });
 });
 
@@ -188,10 +188,10 @@ describe("--list, --print, --host, --format json", () => {
   it("lists modes, owners, sizes and paths", () => {
     const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--list"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^0640 root:novacloud +\d+ {2}node1\/opt\/novacloud\/\.env$/m);
+    expect(r.stdout).toMatch(/^0640 root:novacloud +\d+ {2}node1\/etc\/novacloud\/novacloud\.env$/m);
   });
   it("prints one file to stdout, nothing else", () => {
-    const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--print", "node1/opt/novacloud/gunicorn_config.py"]);
+    const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--print", "node1/etc/novacloud/gunicorn_config.py"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('wsgi_app = "DjangoNovaCloud.wsgi:application"');
     expect(r.stderr).toBe("");
@@ -232,7 +232,7 @@ describe("init and schema", () => {
     expect(statSync(join(dir, "secrets", "postgres_password")).mode & 0o777).toBe(0o600);
     const rendered = cli(["--out", "out"], { cwd: dir });
     expect(rendered.code, rendered.stderr).toBe(0);
-    expect(existsSync(join(dir, "out", "node1", "opt", "novacloud", ".env"))).toBe(true);
+    expect(existsSync(join(dir, "out", "node1", "etc", "novacloud", "novacloud.env"))).toBe(true);
     const again = cli(["init"], { cwd: dir });
     expect(again.code).toBe(3);
     expect(again.stderr).toContain("never overwrites");

@@ -57,7 +57,7 @@ describe("the packed package", () => {
       const parsed = parseModelText(readFileSync(${JSON.stringify(fixture)}, "utf8"), "toml");
       if (!parsed.ok) throw new Error("invalid");
       const tree = render(parsed.model, { env: { DB_PASSWORD: "a-b-c", MQTT_PASSWORD: "d-e-f", SECRET_KEY: "g-h-i-j" } });
-      console.log(tree.size, tree.has("server/opt/novacloud/.env"));`;
+      console.log(tree.size, tree.has("server/etc/novacloud/novacloud.env"));`;
     const r = sh(process.execPath, ["--input-type=module", "-e", code], project);
     expect(r.code, r.output).toBe(0);
     expect(r.stdout.trim()).toMatch(/^\d+ true$/);
@@ -107,6 +107,6 @@ describe("the packed package", () => {
     const dir = join(ROOT, "fixtures", "single-node");
     const r = sh("npx", ["--offline", "--no-install", "novacloud-render", join(dir, "novacloud.toml"), "--secrets", join(dir, "secrets.env"), "--out", "out"], project);
     expect(r.code, r.output).toBe(0);
-    expect(existsSync(join(project, "out", "node1", "opt", "novacloud", ".env"))).toBe(true);
+    expect(existsSync(join(project, "out", "node1", "etc", "novacloud", "novacloud.env"))).toBe(true);
   });
 });

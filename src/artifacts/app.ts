@@ -1,7 +1,10 @@
 /**
  * The application's own files on hosts that run Django code: the .env it reads and, on app
- * hosts, gunicorn_config.py.
+ * hosts, gunicorn_config.py (both in /etc/<name>, outside every release); and the steps of the
+ * first deploy: the interpreter where the system's is too old, the repository mirror and the
+ * first release.
  */
+import { PYTHON } from "../model/capabilities.js";
 import { serverFor } from "../model/flows.js";
 import { runsDjango, type Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
@@ -9,7 +12,7 @@ import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
-import { urlOf } from "./paths.js";
+import { urlOf, type Paths } from "./paths.js";
 import type { Step } from "./steps.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
@@ -112,12 +115,14 @@ export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
 
 /**
  * The view of templates/app/gunicorn_config.py.njk. On hosts gunicorn logs to files that
- * logrotate rotates; in a container (`inContainer`) it logs to stdout/stderr.
+ * logrotate rotates and changes into the running release's link (`chdir`); in a container
+ * (`inContainer`) it logs to stdout/stderr and stays in the image's working directory.
  */
 export function gunicornConfigView(model: Model, bind: string, forwardedAllowIps: string, inContainer = false) {
   const g = model.gunicorn;
   return {
     inContainer,
+    chdir: inContainer ? undefined : model.project.current,
     wsgiApp: `${model.project.djangoModule}.wsgi:application`,
     bind,
     workers: g.workers,
@@ -157,10 +162,122 @@ function appFiles(ctx: HostContext): FileSpec[] {
   return files;
 }
 
-/** `manage.py <args>` as the service account, with the same environment the units get. */
+/**
+ * uv, pinned, where the system Python is older than NovaCloud needs. It comes from PyPI (the
+ * `uv` package: a wheel holding the prebuilt binary), installed by pip into a virtualenv of
+ * its own made by Debian's python3 (Debian 12 packages no uv, and PEP 668 keeps pip out of the
+ * system Python).
+ */
+export const UV_VERSION = "0.13.8";
+
+/**
+ * `uv <args>` with the shared interpreter directory. UV_PYTHON_DOWNLOADS=manual: only
+ * `uv python install` downloads; a venv whose interpreter is missing fails instead of fetching
+ * one into the invoking user's home, the layout that kept every unit from starting.
+ */
+export function uvCommand(paths: Paths, args: string): string {
+  return `UV_PYTHON_INSTALL_DIR=${shell(paths.pythonInstallDir)} UV_PYTHON_DOWNLOADS=manual ${shell(paths.uv)} ${args}`;
+}
+
+/** `manage.py <args>` as the service account, in the running release, with the units' environment. */
 export function manageCommand(model: Model, args: string): string {
   const p = model.project;
-  return `(set -a; . ${shell(p.envFile)}; set +a; cd ${shell(p.root)} && runuser -u ${shell(p.user)} -- ${shell(`${p.venv}/bin/python`)} manage.py ${args})`;
+  return `(set -a; . ${shell(p.envFile)}; set +a; cd ${shell(p.current)} && runuser -u ${shell(p.user)} -- ${shell(`${p.venv}/bin/python`)} manage.py ${args})`;
+}
+
+/** Where the system Python is too old: uv, then the interpreter it manages (errata INST-01/02). */
+function managedPythonSteps(ctx: HostContext): Step[] {
+  const { model, paths: pth } = ctx;
+  return [
+    {
+      id: "app.uv",
+      phase: "code",
+      title: `Install uv ${UV_VERSION}`,
+      packages: ["python3-venv"],
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `python3 -m venv ${shell(pth.uvEnv)}`, creates: `${pth.uvEnv}/bin/pip` },
+          // pip leaves an installed pinned version alone: a second run changes nothing.
+          { run: `${shell(`${pth.uvEnv}/bin/pip`)} install --disable-pip-version-check ${shell(`uv==${UV_VERSION}`)}` },
+        ],
+      },
+      why:
+        `${model.platform.distribution} ships Python ${model.versions.python} and no uv. uv comes from PyPI (the uv package, a wheel with its prebuilt binary, pinned to ${UV_VERSION}), ` +
+        `installed with Debian's python3 into its own virtualenv ${pth.uvEnv}; it is not put on PATH. deadsnakes is Ubuntu-only and python3.12-distutils no longer exists.`,
+    },
+    {
+      id: "app.python",
+      phase: "code",
+      title: `Install Python ${PYTHON.managed} where the service account can run it`,
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `install -d -m 0755 ${shell(pth.pythonInstallDir)}` },
+          // uv python install does nothing when the version is there already. --no-bin: no
+          // python3.12 link in root's ~/.local/bin either.
+          { run: `(umask 022 && ${uvCommand(pth, `python install --no-bin ${PYTHON.managed}`)})` },
+        ],
+      },
+      why:
+        `NovaCloud needs Python ${PYTHON.required} or newer; uv downloads a standalone CPython build. UV_PYTHON_INSTALL_DIR keeps it in ${pth.pythonInstallDir}, root's and world-readable: ` +
+        "uv's default, /root/.local/share/uv/python, is in root's home (mode 0700, and hidden from the units by ProtectHome=yes), where every unit failed with 203/EXEC.",
+    },
+  ];
+}
+
+/** The first release, laid out the way update.sh lays out every later one. */
+function releaseSteps(ctx: HostContext): Step[] {
+  const { model, paths: pth } = ctx;
+  const p = model.project;
+  const fits = model.caps.python.systemPythonFits;
+  const git = `git --git-dir=${shell(pth.repositoryMirror)}`;
+  const release = `$(readlink -f ${shell(p.current)})`;
+  // The service account reads what root writes here, whatever root's own umask.
+  const readable = (run: string) => `(umask 022 && ${run})`;
+  const venv = fits
+    ? [
+        { run: readable(`python3 -m venv "${release}/venv"`), creates: `${p.venv}/bin/python` },
+        { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`) },
+      ]
+    : [
+        { run: readable(uvCommand(pth, `venv --python ${PYTHON.managed} "${release}/venv"`)), creates: `${p.venv}/bin/python` },
+        { run: readable(`r=${release} && ${uvCommand(pth, `pip install --python "$r/venv/bin/python" --compile-bytecode --requirement "$r/requirements.txt"`)}`) },
+      ];
+  return [
+    {
+      id: "app.repository",
+      phase: "code",
+      title: "Mirror the application's repository",
+      packages: ["git"],
+      action: p.repository
+        ? { kind: "commands", commands: [{ run: `git clone --mirror ${shell(p.repository)} ${shell(pth.repositoryMirror)}`, creates: pth.repositoryMirror }] }
+        : { kind: "manual", lines: [`git clone --mirror <the application's git repository> ${pth.repositoryMirror}`, "(or set project.repository and render again: this step then runs it)"] },
+      why: "Releases are exported from this mirror, never checked out in place: no release is a work tree a `git checkout --force` could overwrite, and the settings (.env, gunicorn_config.py) live in " + `${p.etcDir}.`,
+    },
+    {
+      id: "app.release",
+      phase: "code",
+      title: `Build the first release (${p.branch})`,
+      packages: fits ? ["python3-venv"] : [],
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `install -d -m 0755 ${shell(p.releases)}` },
+          {
+            run: readable(
+              `c=$(${git} rev-parse --verify ${shell(`${p.branch}^{commit}`)}) && install -d -m 0755 ${shell(p.releases)}/"$c" && ${git} archive "$c" | tar -x -C ${shell(p.releases)}/"$c" && ln -sfn ${shell(p.releases)}/"$c" ${shell(p.current)}`,
+            ),
+            creates: p.current,
+          },
+          ...venv,
+        ],
+      },
+      why:
+        `${p.releases}/<commit> holds the commit's files (git archive: no .git) and a virtualenv of its own; ${p.current} links to it, and the units, gunicorn's chdir and manage.py go through that link. ` +
+        "update.sh builds every later release beside it and switches the link in one rename. Root owns the releases; the service account only reads them. requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
+    },
+  ];
 }
 
 function appSteps(ctx: HostContext): Step[] {
@@ -168,46 +285,9 @@ function appSteps(ctx: HostContext): Step[] {
   const p = model.project;
   const t = model.topology;
   if (!runsDjango(ctx.host)) return [];
-  const fits = model.caps.python.systemPythonFits;
   const steps: Step[] = [
-    {
-      id: "app.checkout",
-      phase: "code",
-      title: "Check out the application",
-      packages: fits ? ["git", "python3-venv"] : ["git"],
-      action: p.repository
-        ? { kind: "commands", commands: [{ run: `git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`, creates: `${p.root}/.git` }] }
-        : { kind: "manual", lines: [`put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`] },
-      why: "The code stays owned by root: the service account can read it but not rewrite it.",
-    },
-    fits
-      ? {
-          id: "app.venv",
-          phase: "code",
-          title: "Create the virtualenv",
-          action: {
-            kind: "commands",
-            commands: [
-              { run: `python3 -m venv ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
-              { run: `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}` },
-            ],
-          },
-          why: "requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
-        }
-      : {
-          id: "app.venv",
-          phase: "code",
-          title: `Create the virtualenv with Python 3.12 (the system has ${model.versions.python})`,
-          action: {
-            kind: "commands",
-            commands: [
-              { run: "uv python install 3.12" },
-              { run: `uv venv --python 3.12 ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
-              { run: `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}` },
-            ],
-          },
-          why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists. uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
-        },
+    ...(model.caps.python.systemPythonFits ? [] : managedPythonSteps(ctx)),
+    ...releaseSteps(ctx),
     {
       id: "app.directories",
       phase: "code",
@@ -220,7 +300,7 @@ function appSteps(ctx: HostContext): Step[] {
         ],
       },
       why:
-        "collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
+        "They are shared by every release. collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
         "so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; www-data is not added to the project's group, which can read the .env.",
     },
   ];

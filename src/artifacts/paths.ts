@@ -47,8 +47,11 @@ export function pathsOf(model: Model) {
   return {
     // systemd
     unitDir: "/etc/systemd/system",
-    /** gunicorn's config (app family), read by the WSGI unit's ExecStart. */
-    gunicornConfig: `${root}/gunicorn_config.py`,
+    /**
+     * gunicorn's config (app family), read by the WSGI unit's ExecStart. Beside the .env in
+     * /etc/<name>, outside every release: a deploy never replaces it.
+     */
+    gunicornConfig: `${etc}/gunicorn_config.py`,
     /** celery beat's schedule database, in the unit's StateDirectory= (errata SD-05). */
     celerybeatSchedule: `${model.project.stateDir}/celerybeat-schedule`,
     // nginx (Debian layout: sites-available/ linked from sites-enabled/, included in http{})
@@ -89,6 +92,23 @@ export function pathsOf(model: Model) {
     redisConf: "/etc/redis/redis.conf",
     redisFragment: `/etc/redis/${n}.conf`,
     sentinelConf: "/etc/redis/sentinel.conf",
+    // Releases (app family builds the first, update.sh the later ones)
+    /** A mirror of the application's git repository: releases are exported from it. */
+    repositoryMirror: `${root}/repo.git`,
+    /** The release that was current before the last switch, for a rollback. */
+    previousRelease: `${root}/previous`,
+    /**
+     * uv, where the system Python is too old: its own virtualenv (pip installs the pinned uv
+     * from PyPI into it), never on PATH.
+     */
+    uvEnv: `${root}/uv`,
+    uv: `${root}/uv/bin/uv`,
+    /**
+     * uv's managed interpreters (UV_PYTHON_INSTALL_DIR): root-owned and world-readable, so the
+     * service account can run the venv's python under ProtectHome=yes. uv's default is the
+     * invoking user's home (/root/.local/share/uv/python), which the units cannot see.
+     */
+    pythonInstallDir: `${root}/python`,
     // Scripts, schedules, rotation, firewall
     backupScript: `${root}/backup.sh`,
     updateScript: `${root}/update.sh`,

@@ -62,7 +62,8 @@ function commonView(ctx: HostContext) {
     dependencies: unitDependencies(ctx),
     user: p.user,
     group: p.group,
-    workingDirectory: p.root,
+    // The running release, by its link (resolved when the unit starts).
+    workingDirectory: p.current,
     environmentFile: p.envFile,
     mediaDir: p.mediaDir,
     typeExec: model.caps.systemd.typeExec,
@@ -75,7 +76,7 @@ function gunicornUnitView(ctx: HostContext) {
   const logs = logsDirectory(model.project.logDir);
   return {
     ...commonView(ctx),
-    gunicorn: `${model.project.venv}/bin/gunicorn`,
+    python: `${model.project.venv}/bin/python`,
     config: ctx.paths.gunicornConfig,
     // SD-10: longer than graceful_timeout, so a graceful stop is never cut short by SIGKILL.
     timeoutStopSec: model.gunicorn.graceful_timeout + 5,

@@ -1,27 +1,50 @@
-/** update.sh on the hosts that run Django code: a later deploy of one tag or commit (errata 14). */
+/**
+ * update.sh on the hosts that run Django code: a later deploy of one tag, branch or commit
+ * (errata 14), built beside the running release and switched to in one rename; and the
+ * runbook's rollback to the previous release.
+ */
+import { PYTHON } from "../model/capabilities.js";
 import { runsDjango } from "../model/normalize.js";
+import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import type { Step } from "./steps.js";
 import { hostUnits } from "./systemd.js";
 
+/** Releases update.sh keeps on disk (besides the current and the previous one). */
+export const KEEP_RELEASES = 5;
+
+/**
+ * The links a switch writes first and then renames over `current` / `previous`: rename(2)
+ * replaces a link in one step, where `ln -sfn` unlinks and recreates it.
+ */
+function switchLinks(ctx: HostContext) {
+  const root = ctx.model.project.root;
+  return { currentNew: `${root}/.current.new`, previousNew: `${root}/.previous.new` };
+}
+
 function updateView(ctx: HostContext) {
-  const { model } = ctx;
+  const { model, paths: pth } = ctx;
   const p = model.project;
   const t = model.topology;
   const units = hostUnits(ctx);
   return {
     project: p.name,
-    root: p.root,
+    script: pth.updateScript,
+    repository: pth.repositoryMirror,
+    releases: p.releases,
+    current: p.current,
+    previous: pth.previousRelease,
+    ...switchLinks(ctx),
     user: p.user,
     envFile: p.envFile,
-    venv: p.venv,
-    systemPip: model.caps.python.systemPythonFits,
+    keep: KEEP_RELEASES,
+    uv: model.caps.python.systemPythonFits ? undefined : { bin: pth.uv, pythonInstallDir: pth.pythonInstallDir, python: PYTHON.managed },
     migrator: t.migrator?.name === ctx.host.name,
     migratorHost: t.migrator?.name ?? "",
     collectstatic: has(ctx, "web"),
-    backup: has(ctx, "db") ? ctx.paths.backupScript : undefined,
+    backup: has(ctx, "db") ? pth.backupScript : undefined,
     dbHost: t.db?.name ?? "",
     reload: units.filter((u) => u.reloads).map((u) => u.name),
     restart: units.filter((u) => !u.reloads).map((u) => u.name),
@@ -47,13 +70,36 @@ function updateSteps(ctx: HostContext): Step[] {
   const backup = has(ctx, "db")
     ? "It backs up the database first."
     : `Back up the database on ${t.db?.name} first: runuser -u ${p.user} -- ${pth.backupScript}.`;
+  const units = hostUnits(ctx);
+  const reload = units.filter((u) => u.reloads).map((u) => shell(u.name));
+  const restart = units.filter((u) => !u.reloads).map((u) => shell(u.name));
+  const { currentNew } = switchLinks(ctx);
   return [
     {
       id: "update.later",
       phase: "app",
       title: "Later deploys: update.sh",
-      action: { kind: "manual", lines: [`${pth.updateScript} <git tag or commit>`] },
-      why: `${order} ${backup} Migrations must be backward compatible: the old code serves until the units reload.`,
+      action: { kind: "manual", lines: [`${pth.updateScript} <git tag, branch or commit>`] },
+      why:
+        `${order} ${backup} It builds ${p.releases}/<commit> beside the running release, runs check --deploy${migrator ? " and the migrations" : ""} with it, and only then switches ${p.current} to it and reloads the services; ` +
+        `a failure before the switch leaves the running release as it was. Migrations must be backward compatible: the old code serves until the switch. It keeps the ${KEEP_RELEASES} newest releases.`,
+    },
+    {
+      id: "update.rollback",
+      phase: "app",
+      title: "Roll back to the previous release",
+      action: {
+        kind: "manual",
+        lines: [
+          `ln -sfn "$(readlink ${shell(pth.previousRelease)})" ${shell(currentNew)} && mv -T ${shell(currentNew)} ${shell(p.current)}`,
+          ...(reload.length ? [`systemctl reload ${reload.join(" ")}`] : []),
+          ...(restart.length ? [`systemctl restart ${restart.join(" ")}`] : []),
+        ],
+      },
+      why:
+        `update.sh keeps the release it switched away from as ${pth.previousRelease}. Switching back is the same rename and ${reload.length ? "reload" : "restart"}; nothing is rebuilt. ` +
+        "The database schema stays as the newer release migrated it, which the previous release ran against until the switch." +
+        (reload.length ? " Restart gunicorn instead of reloading it if the newer release changed Python or gunicorn (update.sh did, and said so)." : ""),
     },
   ];
 }

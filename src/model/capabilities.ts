@@ -28,6 +28,12 @@ export const DISTRIBUTIONS: Readonly<Record<Distribution, SoftwareVersions>> = {
 
 export const DISTRIBUTION_NAMES = Object.keys(DISTRIBUTIONS) as Distribution[];
 
+/**
+ * The Python NovaCloud needs, and the interpreter uv installs where the system's is older (a
+ * minor version: uv takes its newest patch release).
+ */
+export const PYTHON = { required: "3.12.3", managed: "3.12" } as const;
+
 /** Compares dotted versions numerically: atLeast("1.22.1", "1.19.4") === true. */
 export function atLeast(actual: string | number, wanted: string): boolean {
   const a = String(actual).split(".").map(Number);
@@ -86,8 +92,9 @@ export function capabilities(v: SoftwareVersions) {
       mlkem: atLeast(v.openssl, "3.5.0"),
     },
     python: {
-      // NovaCloud needs Python 3.12.3 or newer; older systems get a uv-managed interpreter.
-      systemPythonFits: atLeast(v.python, "3.12.3"),
+      // NovaCloud needs Python 3.12.3 or newer; older systems (Debian 12: 3.11) get a
+      // uv-managed interpreter in a shared directory (app family).
+      systemPythonFits: atLeast(v.python, PYTHON.required),
     },
     systemd: {
       // Type=exec reports exec failures (240+); ProtectClock= and friends need 247+.

@@ -41,17 +41,30 @@ export interface Project {
   readonly name: string;
   readonly djangoModule: string;
   readonly settingsModule: string;
+  /**
+   * The base directory on Django hosts: the releases, the `current` link, the shared static
+   * and media directories, the scripts. Never itself a git checkout.
+   */
   readonly root: string;
+  /** One directory per deployed commit (its files and its own virtualenv): <root>/releases. */
+  readonly releases: string;
+  /**
+   * The running release: a symbolic link into `releases`, replaced in one rename by update.sh.
+   * The units, manage.py and gunicorn's `chdir` all go through it.
+   */
+  readonly current: string;
   readonly user: string;
   readonly group: string;
   readonly repository: string | undefined;
   readonly branch: string;
+  /** The running release's virtualenv (<current>/venv). */
   readonly venv: string;
+  /** The settings and secrets the services read: in /etc/<name>, never inside a release. */
   readonly envFile: string;
   readonly staticDir: string;
   readonly mediaDir: string;
   readonly logDir: string;
-  /** Config that is not code: SQL, pgpass for backups. */
+  /** Config that is not code: the .env, gunicorn_config.py, SQL, pgpass for backups. */
   readonly etcDir: string;
   /** systemd StateDirectory= name, /var/lib/<name>. */
   readonly stateDir: string;
@@ -150,22 +163,27 @@ export function accountNames(parsed: Pick<ParsedModel, "project" | "postgres" | 
 export function projectOf(parsed: ParsedModel): Project {
   const p = parsed.project;
   const root = p.root ?? `/opt/${p.name}`;
+  const current = `${root}/current`;
+  const etcDir = `/etc/${p.name}`;
   const user = accountNames(parsed).user;
   return {
     name: p.name,
     djangoModule: p.django_module,
     settingsModule: p.settings_module ?? `${p.django_module}.settings`,
     root,
+    releases: `${root}/releases`,
+    current,
     user,
     group: p.group ?? user,
     repository: p.repository,
     branch: p.branch,
-    venv: `${root}/venv`,
-    envFile: `${root}/.env`,
+    venv: `${current}/venv`,
+    // Outside every release, so no checkout or release switch can touch it (errata ENV-02).
+    envFile: `${etcDir}/${p.name}.env`,
     staticDir: `${root}/static`,
     mediaDir: `${root}/media`,
     logDir: parsed.logs.dir ?? `/var/log/${p.name}`,
-    etcDir: `/etc/${p.name}`,
+    etcDir,
     stateDir: `/var/lib/${p.name}`,
   };
 }

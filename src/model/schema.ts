@@ -80,11 +80,11 @@ const project = z
     name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate and cron files and paths. Default novacloud."),
     django_module: pythonModule().describe("Django project package: NAME.wsgi:application, NAME.asgi:application, celery -A NAME."),
     settings_module: pythonModule().optional().describe("DJANGO_SETTINGS_MODULE. Default <django_module>.settings."),
-    root: absPath().optional().describe("Code checkout on the app hosts. Default /opt/<name>."),
+    root: absPath().optional().describe("Base directory on the Django hosts: releases/ (one per deployed commit), the current link, static/ and media/. Default /opt/<name>."),
     user: unixName().optional().describe("System user the services run as. Default <name>."),
     group: unixName().optional().describe("Group of that user. Default <user>."),
-    repository: gitUrl().optional().describe("Git remote of the application, for the runbook's clone step."),
-    branch: gitRef().default("main").describe("Branch or tag the runbook checks out first. Default main."),
+    repository: gitUrl().optional().describe("Git remote of the application: the runbook mirrors it, update.sh fetches from it."),
+    branch: gitRef().default("main").describe("Branch or tag the runbook builds the first release from. Default main."),
   })
   .describe("The application and the account it runs as.");
 

@@ -205,12 +205,14 @@ describe("update.sh (errata 14)", () => {
     expect(contexts[0]!.model.topology.migrator!.name).toBe("app1");
   });
 
-  it("reloads gunicorn and restarts exactly the other units on this host", () => {
+  it("reloads gunicorn (restarts it for a new interpreter or gunicorn) and restarts exactly the other units on this host", () => {
     const app = script(host("ha-cluster", "app1"));
-    expect(app).toContain("systemctl reload novacloud.service");
+    expect(app).toContain('systemctl "$wsgi" novacloud.service');
+    expect(app).toContain("    wsgi=reload");
+    expect(app).toContain("    wsgi=restart");
     expect(app).toContain("systemctl restart novacloud-asgi.service");
     const worker = script(host("ha-cluster", "worker1"));
-    expect(worker.filter((l) => l.startsWith("systemctl reload"))).toEqual([]);
+    expect(worker.filter((l) => l.includes("wsgi"))).toEqual([]);
     expect(worker).toContain("systemctl restart novacloud-celery.service novacloud-celerybeat.service");
     expect(worker.join("\n")).not.toMatch(/systemctl restart novacloud\.service/);
   });
@@ -223,19 +225,52 @@ describe("update.sh (errata 14)", () => {
     expect(app1).toContain("# The database is on db1: run its backup there before deploying");
   });
 
-  it("checks out the ref detached, installs with the venv's own tools and reads the .env like the units", () => {
-    const lines = script(host("options", "iot1"));
-    expect(lines).toContain('git checkout --detach --force "$REF"');
-    expect(lines).not.toContain("git pull");
-    expect(lines.join("\n")).not.toMatch(/\bsource\b|activate/);
-    // Python 3.12.3 on Ubuntu 24.04 fits: the venv's pip; Debian 12 needs the uv interpreter.
-    expect(lines).toContain('"$VENV/bin/pip" install --requirement requirements.txt');
-    expect(script(host("single-node", "node1"))).toContain('uv pip install --python "$VENV/bin/python" --requirement requirements.txt');
+  it("builds the release beside the running one from the mirror, and switches by rename only after the checks (#9 item 8)", () => {
+    const ctx = host("options", "iot1");
+    const lines = script(ctx);
+    const p = ctx.model.project;
+    const pth = pathsOf(ctx.model);
+    expect(lines).toContain(`readonly REPOSITORY=${pth.repositoryMirror}`);
+    expect(lines).toContain(`readonly RELEASES=${p.releases}`);
+    expect(lines).toContain(`readonly CURRENT=${p.current}`);
+    expect(lines.join("\n")).not.toMatch(/git (checkout|pull|reset)|\bsource\b|activate/);
+    const at = (line: string) => {
+      const i = lines.indexOf(line);
+      expect(i, line).toBeGreaterThan(-1);
+      return i;
+    };
+    const order = [
+      at('git --git-dir="$REPOSITORY" archive "$COMMIT" | tar -x -C "$RELEASE"'),
+      // Python 3.12.3 on Ubuntu 24.04 fits: the system's venv and the venv's pip.
+      at('python3 -m venv "$RELEASE/venv"'),
+      at('"$RELEASE/venv/bin/pip" install --requirement "$RELEASE/requirements.txt"'),
+      at("manage check --deploy"),
+      at("manage migrate --noinput"),
+      at("manage collectstatic --noinput"),
+      at(`mv -T ${p.root}/.current.new "$CURRENT"`),
+      at('systemctl "$wsgi" iotcloud.service'),
+    ];
+    expect([...order].sort((x, y) => x - y)).toEqual(order);
+    // Until the switch, a failure removes the new release and says that nothing was deployed.
+    expect(lines.indexOf("trap not_deployed ERR")).toBeLessThan(order[0]!);
+    expect(lines.indexOf("trap - ERR")).toBeGreaterThan(order[6]!);
+    expect(lines).toContain('    runuser -u "$APP_USER" -- "$RELEASE/venv/bin/python" manage.py "$@"');
     const env = ["set -a", '. "$ENV_FILE"', "set +a"];
-    const at = lines.indexOf(env[0]!);
-    expect(lines.slice(at, at + 3)).toEqual(env);
-    expect(lines).toContain("readonly ENV_FILE=/srv/iotcloud/.env");
-    expect(lines).toContain('    runuser -u "$APP_USER" -- "$VENV/bin/python" manage.py "$@"');
+    const e = lines.indexOf(env[0]!);
+    expect(lines.slice(e, e + 3)).toEqual(env);
+    expect(lines).toContain("readonly ENV_FILE=/etc/iotcloud/iotcloud.env");
+  });
+
+  it("builds the venv with the shared uv interpreter where the system Python is too old (#9 item 1)", () => {
+    const ctx = host("single-node", "node1");
+    const lines = script(ctx);
+    const pth = pathsOf(ctx.model);
+    expect(lines).toContain(`readonly UV=${pth.uv}`);
+    expect(lines).toContain(`export UV_PYTHON_INSTALL_DIR=${pth.pythonInstallDir}`);
+    expect(lines).toContain("export UV_PYTHON_DOWNLOADS=manual");
+    expect(lines).toContain('"$UV" venv --python 3.12 "$RELEASE/venv"');
+    expect(lines).toContain('"$UV" pip install --python "$RELEASE/venv/bin/python" --compile-bytecode --requirement "$RELEASE/requirements.txt"');
+    expect(pth.pythonInstallDir.startsWith(`${ctx.model.project.root}/`)).toBe(true);
   });
 });
 

@@ -82,7 +82,9 @@ describe("every unit", () => {
     const p = ctx.model.project;
     expect(value(unit, "Service", "User")).toBe(p.user);
     expect(value(unit, "Service", "Group")).toBe(p.group);
-    expect(value(unit, "Service", "WorkingDirectory")).toBe(p.root);
+    // The running release by its link, never a checkout the settings could live in.
+    expect(value(unit, "Service", "WorkingDirectory")).toBe(p.current);
+    expect(p.current).toBe(`${p.root}/current`);
     expect(value(unit, "Service", "EnvironmentFile")).toBe(p.envFile);
     // SD-02: never a replaced PATH (nor any other inline environment).
     expect(values(unit, "Service", "Environment")).toEqual([]);
@@ -122,11 +124,13 @@ describe("gunicorn (WSGI)", () => {
     expect(value(unit, "Service", "TimeoutStopSec")).toBe("52");
   });
 
-  it("starts the virtualenv's gunicorn with the gunicorn_config.py the app family writes on this host", () => {
+  it("starts gunicorn with the running release's python (-P -m) and the gunicorn_config.py the app family writes on this host", () => {
     for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("app"))) {
       const exec = value(unitOf(ctx, unitNames(ctx.model).wsgi), "Service", "ExecStart").split(" ");
-      expect(exec).toEqual([`${ctx.model.project.venv}/bin/gunicorn`, "--config", pathsOf(ctx.model).gunicornConfig]);
-      expect(appFamily.files(ctx).map((f) => f.path)).toContain(exec[2]);
+      expect(exec).toEqual([`${ctx.model.project.current}/venv/bin/python`, "-P", "-m", "gunicorn", "--config", pathsOf(ctx.model).gunicornConfig]);
+      expect(appFamily.files(ctx).map((f) => f.path)).toContain(exec[5]);
+      // Outside every release (item 13 of #9): a deploy never replaces it.
+      expect(exec[5]!.startsWith(`${ctx.model.project.etcDir}/`)).toBe(true);
     }
   });
 
@@ -165,7 +169,7 @@ describe("daphne (ASGI)", () => {
     const ctx = contextOf(hostContexts("options"), "iot1");
     const exec = value(unitOf(ctx, unitNames(ctx.model).asgi), "Service", "ExecStart").split(" ");
     expect(exec).toEqual([
-      "/srv/iotcloud/venv/bin/daphne",
+      "/srv/iotcloud/current/venv/bin/daphne",
       "--bind",
       "127.0.0.1",
       "--port",

@@ -378,7 +378,8 @@ function startApp(): Promise<void> {
     const logs = at("app", cluster.project.logDir);
     mkdirSync(logs, { recursive: true });
     const config = join(root, "gunicorn_config.py");
-    writeFileSync(config, relocate(rendered(tree, "app", p.gunicornConfig), { [cluster.project.logDir]: logs }));
+    // chdir, the running release's link, is the sandbox's code directory.
+    writeFileSync(config, relocate(rendered(tree, "app", p.gunicornConfig), { [cluster.project.logDir]: logs, [cluster.project.current]: root }));
     const envFile = join(root, ".env");
     writeFileSync(envFile, rendered(tree, "app", cluster.project.envFile), { mode: 0o600 });
     const env = run("bash", ["-c", `set -a; . "$1"; set +a; env -0`, "bash", envFile]);

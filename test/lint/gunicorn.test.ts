@@ -5,7 +5,8 @@
  * values must be the model's.
  *
  * The sandbox holds a tiny WSGI package with the model's dotted name (djangoModule + ".wsgi",
- * with an `application` callable) and the config with its log files relocated into it. Debian's
+ * with an `application` callable) and the config with its log files and its chdir (the
+ * running release) relocated into it. Debian's
  * gunicorn 20.1 runs under /usr/bin/python3 (`python3` on PATH may be another build that cannot
  * see Debian's python3-* packages), so /usr/bin/gunicorn is called with a minimal environment.
  */
@@ -49,12 +50,14 @@ function prepare(ctx: HostContext, edit: (config: string) => string = (c) => c) 
     'def application(environ, start_response):\n    start_response("200 OK", [("Content-Type", "text/plain")])\n    return [b"ok"]\n',
   );
   box.write("log/.keep", "");
-  const config = box.write("gunicorn_config.py", edit(relocate(configOf(ctx), { [ctx.model.project.logDir]: box.path("log") })));
+  // chdir (the running release's link) points at the stand-in package's directory.
+  const config = box.write("gunicorn_config.py", edit(relocate(configOf(ctx), { [ctx.model.project.logDir]: box.path("log"), [ctx.model.project.current]: box.path("app") })));
   return { box, config };
 }
 
 function gunicorn(box: Sandbox, ...args: string[]) {
-  return run(GUNICORN, args, { cwd: box.path("app"), env: { PATH: "/usr/bin:/bin", LC_ALL: "C.UTF-8" } });
+  // Started outside the package: only the config's chdir makes it importable.
+  return run(GUNICORN, args, { cwd: box.dir, env: { PATH: "/usr/bin:/bin", LC_ALL: "C.UTF-8" } });
 }
 
 /** `--print-config` output as name -> value text. */
@@ -101,6 +104,8 @@ describe.skipIf(!available)("gunicorn --check-config", () => {
         accesslog: box.path("log/gunicorn-access.log"),
         errorlog: box.path("log/gunicorn-error.log"),
         preload_app: "False",
+        // The release link: each reload (HUP) changes into what it points to then.
+        chdir: box.path("app"),
         capture_output: "True",
       };
       if (g.worker_class === "gthread") expected.threads = String(g.threads);

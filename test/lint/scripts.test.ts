@@ -7,14 +7,15 @@
  *   `--dry-run enable`, so it never sees the machine's own files);
  * - the backup script against a throw-away PostgreSQL with the nastiest password of the
  *   fixtures, succeeding, refusing to run twice and failing without pruning;
- * - update.sh and the certbot deploy hook with stub commands that record what they were asked.
+ * - update.sh (with real git against a sandbox repository) and the certbot deploy hook with stub
+ *   commands that record what they were asked.
  *
  * Accounts: logrotate's `su` and `create` need an existing user, and creating one would write
  * the machine's /etc/passwd, so those two lines name nobody:nogroup in the sandbox. The backup
  * runs as root against the sandbox (libpq checks the password file's mode, not its owner).
  */
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -27,6 +28,8 @@ import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, loadFixture, renderedAcrossFixtures } from "../helpers/fixtures.js";
 import { freePort, IN_CI, programsAvailable, relocate, run, sandbox, startServer, stopAll, waitFor, type RunResult, type Sandbox } from "../helpers/programs.js";
 import { contextOf, hostContexts } from "../artifacts/systemd-scripts-support.js";
+import { KEEP_RELEASES } from "../../src/artifacts/update.js";
+import { gitEnv, gitOrigin, runSteps } from "../helpers/release.js";
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 
@@ -305,6 +308,7 @@ describe.skipIf(!pgTools || !isRoot)("backup.sh against a throw-away PostgreSQL"
       [model.backup.dir]: b.path("backups"),
       [p.backupPgpass]: b.path("backup.pgpass"),
       [model.project.root]: b.path("app"),
+      [model.project.envFile]: b.path("etc/app.env"),
     };
     const relocated = relocate(script, mapping).replace(`readonly DB_PORT=${model.postgres.port}\n`, `readonly DB_PORT=${port}\n`);
     expect(relocated).toContain(`readonly DB_PORT=${port}\n`);
@@ -312,7 +316,7 @@ describe.skipIf(!pgTools || !isRoot)("backup.sh against a throw-away PostgreSQL"
     expect(pgpassLine).toContain(`127.0.0.1:${port}:`);
     b.write("backup.pgpass", password === ctx.secrets.dbPassword ? pgpassLine : pgpassLine.replace(/:[^:\n]*\n$/, `:${password}\n`), 0o600);
     b.write("app/media/uploads/photo.jpg", "jpeg");
-    b.write("app/.env", appFamily.files(ctx).find((f) => f.path === model.project.envFile)!.content, 0o640);
+    b.write("etc/app.env", appFamily.files(ctx).find((f) => f.path === model.project.envFile)!.content, 0o640);
     // No age on this machine: a stand-in that records its arguments and writes the output file.
     b.write("bin/age", '#!/bin/sh\nprintf "%s\\n" "$@" > "$(dirname "$0")/age.args"\nwhile [ $# -gt 0 ]; do [ "$1" = --output ] && out=$2; shift; done\necho encrypted > "$out"\n', 0o755);
     if (!existsSync(b.path("backups"))) mkdirSync(b.path("backups"), { mode: 0o700 });
@@ -342,7 +346,7 @@ describe.skipIf(!pgTools || !isRoot)("backup.sh against a throw-away PostgreSQL"
     expect(list.output).toMatch(/TABLE DATA public devices/);
     const tar = run("tar", ["-tzf", join(b.path("backups"), files[2]!)]);
     expect(tar.stdout.split("\n").filter(Boolean).sort()).toEqual(["media/", "media/uploads/", "media/uploads/photo.jpg"]);
-    expect(readFileSync(b.path("bin/age.args"), "utf8").split("\n")).toEqual(["--encrypt", "--recipient", model.backup.age_recipient, "--output", expect.stringMatching(/\/\.tmp\.\w+\/env\.age$/), b.path("app/.env"), ""]);
+    expect(readFileSync(b.path("bin/age.args"), "utf8").split("\n")).toEqual(["--encrypt", "--recipient", model.backup.age_recipient, "--output", expect.stringMatching(/\/\.tmp\.\w+\/env\.age$/), b.path("etc/app.env"), ""]);
     expect(readdirSync(b.path("backups")).filter((f) => f.startsWith(".tmp"))).toEqual([]);
   });
 
@@ -383,62 +387,92 @@ function stubs(b: Sandbox, names: string[]): { bin: string; calls: () => string[
 }
 
 describe.skipIf(!shellTools || !isRoot)("update.sh with stand-in commands", () => {
+  // options: Ubuntu 24.04, whose Python fits (the system's venv and the venv's pip), a database on
+  // the same host (backup first), every Django role, secrets full of quoting hazards. git is the
+  // real one, against a repository in the sandbox; python3 (for `-m venv`), the venv's pip,
+  // runuser and systemctl are stand-ins that record what they are asked.
   const ctx = contextOf(hostContexts("options"), "iot1");
-  const p = pathsOf(ctx.model);
+  const pth = pathsOf(ctx.model);
   const model = ctx.model;
+  const p = model.project;
 
   function prepare() {
     const b = box("update");
-    const { bin, calls } = stubs(b, ["git", "systemctl"]);
-    // runuser: record the call and the environment manage.py would get.
+    const log = b.path("calls.log");
+    const record = (name: string) => `printf '%s' ${name} >> ${log}\nprintf ' %s' "$@" >> ${log}\necho >> ${log}\n`;
+    const { bin, calls } = stubs(b, ["systemctl"]);
+    // python3 -m venv DIR: a venv whose pip records its call and keeps the gunicorn pin of the
+    // requirements (what the runtime check below reports).
+    b.write("pip", `#!/bin/bash\n${record("pip")}grep "^gunicorn==" "$3" > "$(dirname "$0")/../runtime" || true\n`, 0o755);
+    b.write("bin/python3", `#!/bin/bash\n${record("python3")}[ "$1 $2" = "-m venv" ] || exit 1\nmkdir -p "$3/bin"\ncp ${b.path("pip")} "$3/bin/pip"\n`, 0o755);
+    // runuser: records the call and the environment manage.py gets; `python -c` (the runtime
+    // check) prints what the venv's pip installed; `manage.py check` fails where FAIL_CHECK is.
     b.write(
       "bin/runuser",
-      `#!/bin/bash\nn=$(ls ${b.path("env")} 2>/dev/null | wc -l)\nmkdir -p ${b.path("env")}\nenv -0 > ${b.path("env")}/$n\nprintf '%s' runuser >> ${b.path("calls.log")}\nprintf ' %s' "$@" >> ${b.path("calls.log")}\necho >> ${b.path("calls.log")}\n`,
+      `#!/bin/bash\nn=$(ls ${b.path("env")} 2>/dev/null | wc -l)\nmkdir -p ${b.path("env")}\nenv -0 > ${b.path("env")}/$n\n${record("runuser")}` +
+        `if [ "$5" = -c ]; then cat "$(dirname "$4")/../runtime"; fi\nif [ "$6 $7" = "check --deploy" ] && [ -e FAIL_CHECK ]; then echo "SystemCheckError" >&2; exit 1; fi\nexit 0\n`,
       0o755,
     );
-    b.write("app/venv/bin/pip", `#!/bin/bash\nprintf '%s' pip >> ${b.path("calls.log")}\nprintf ' %s' "$@" >> ${b.path("calls.log")}\necho >> ${b.path("calls.log")}\n`, 0o755);
-    b.write("app/.env", appFamily.files(ctx).find((f) => f.path === model.project.envFile)!.content, 0o640);
-    const script = b.write(
-      "app/update.sh",
-      relocate(scriptOf(ctx, p.updateScript).content, {
-        [model.project.root]: b.path("app"),
-        [`/run/lock/${model.project.name}-update.lock`]: b.path("update.lock"),
-      }),
-      0o755,
-    );
-    const env = (i: number) =>
+    const origin = gitOrigin(b.path("origin"), p.branch);
+    const mapping = {
+      [p.repository!]: origin.dir,
+      [p.root]: b.path("app"),
+      [p.etcDir]: b.path("etc"),
+      [`/run/lock/${p.name}-update.lock`]: b.path("update.lock"),
+    };
+    const at = (path: string) => relocate(path, mapping);
+    b.write(at(p.envFile).slice(b.dir.length + 1), appFamily.files(ctx).find((f) => f.path === p.envFile)!.content, 0o640);
+    const script = b.write("update.sh", relocate(scriptOf(ctx, pth.updateScript).content, mapping), 0o755);
+    const env = { ...gitEnv, PATH: `${bin}:${process.env.PATH}` };
+    const commit = (version: string, extra: Record<string, string | null> = {}) =>
+      origin.commit({ "requirements.txt": `gunicorn==23.0.0\nrelease==${version}\n`, "manage.py": "", ...extra }, version);
+    const first = commit("1");
+    runSteps(appFamily.steps!(ctx), ["app.repository", "app.release"], mapping, env);
+    writeFileSync(log, "");
+    const envOf = (i: number) =>
       new Map(
         readFileSync(join(b.path("env"), String(i)), "utf8")
           .split("\0")
           .filter(Boolean)
           .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as const),
       );
-    const update = (...args: string[]) => run("bash", [script, ...args], { env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
-    return { b, calls, env, update, script };
+    rmSync(b.path("env"), { recursive: true, force: true });
+    const update = (...args: string[]) => run("bash", [script, ...args], { env });
+    return { b, calls, envOf, update, at, commit, first };
   }
 
-  it("backs up, checks out the ref, installs, checks, migrates, collects and reloads, in that order", () => {
-    const { calls, update, b } = prepare();
-    const r = update("v1.2.3");
+  it("builds the release beside the running one, checks, migrates, collects, switches and reloads, in that order", () => {
+    const { calls, update, at, commit, first } = prepare();
+    const next = commit("2");
+    const r = update(p.branch);
     expect(r.code, r.output).toBe(0);
-    const py = `${b.path("app")}/venv/bin/python`;
+    const release = at(`${p.releases}/${next}`);
+    const running = at(`${p.releases}/${first}`);
+    const manage = (args: string) => `runuser -u iot -- ${release}/venv/bin/python manage.py ${args}`;
+    const runtime = (dir: string) => `runuser -u iot -- ${dir}/venv/bin/python -c import sys, gunicorn; print(sys.version, gunicorn.__version__)`;
     expect(calls()).toEqual([
-      `runuser -u iot -- ${b.path("app")}/backup.sh`,
-      "git fetch --tags --prune origin",
-      "git checkout --detach --force v1.2.3",
-      "pip install --requirement requirements.txt",
-      `runuser -u iot -- ${py} manage.py check --deploy`,
-      `runuser -u iot -- ${py} manage.py migrate --noinput`,
-      `runuser -u iot -- ${py} manage.py collectstatic --noinput`,
+      `runuser -u iot -- ${at(pth.backupScript)}`,
+      `python3 -m venv ${release}/venv`,
+      `pip install --requirement ${release}/requirements.txt`,
+      manage("check --deploy"),
+      manage("migrate --noinput"),
+      manage("collectstatic --noinput"),
+      runtime(running),
+      runtime(release),
       "systemctl reload iotcloud.service",
       "systemctl restart iotcloud-asgi.service iotcloud-celery.service iotcloud-celerybeat.service",
     ]);
+    expect(readlinkSync(at(p.current))).toBe(release);
+    expect(readlinkSync(at(pth.previousRelease))).toBe(running);
+    // The release is the commit's files, exported: no .git, nothing of the mirror.
+    expect(readdirSync(release).sort()).toEqual(["manage.py", "requirements.txt", "venv"]);
   });
 
   it("hands manage.py the .env values byte for byte (quotes, $, backslashes, # and % included)", () => {
-    const { update, env } = prepare();
-    expect(update("v1").code).toBe(0);
-    const seen = env(1); // 0 is the backup, 1 is `check --deploy`
+    const { update, envOf, commit } = prepare();
+    commit("2");
+    expect(update(p.branch).code).toBe(0);
+    const seen = envOf(1); // 0 is the backup, 1 is `check --deploy`
     expect(seen.get("DB_PASSWORD")).toBe(ctx.secrets.dbPassword);
     expect(seen.get("SECRET_KEY")).toBe(ctx.secrets.secretKey);
     expect(seen.get("MQTT_PASSWORD")).toBe(ctx.secrets.mqttPassword);
@@ -447,23 +481,56 @@ describe.skipIf(!shellTools || !isRoot)("update.sh with stand-in commands", () =
     expect(seen.get("DJANGO_SETTINGS_MODULE")).toBe(model.project.settingsModule);
   });
 
-  it("refuses a missing or option-like ref before touching anything", () => {
-    const { update, calls } = prepare();
+  it("refuses a missing or option-like ref before touching anything, and an unknown one after fetching only", () => {
+    const { update, calls, at, first } = prepare();
     for (const args of [[], ["--force"], ["a", "b"]]) {
       const r = update(...args);
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr).toMatch(/^usage: /);
     }
     expect(calls()).toEqual([]);
+    const r = update("no-such-tag");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`update.sh: no-such-tag is no tag, branch or commit of ${at(pth.repositoryMirror)}; nothing changed`);
+    expect(readdirSync(at(p.releases))).toEqual([first]);
+    expect(calls().filter((c) => !c.includes("backup.sh"))).toEqual([]);
   });
 
-  it("stops at the first failing step (set -e): a failed checkout restarts nothing", () => {
-    const { update, calls, b } = prepare();
-    b.write("bin/git", `#!/bin/bash\necho "git $*" >> ${b.path("calls.log")}\n[ "$1" = checkout ] && { echo "error: pathspec 'nope' did not match" >&2; exit 1; }\nexit 0\n`, 0o755);
-    const r = update("nope");
+  it("a failing check removes the new release, keeps the running one, reloads nothing and says so", () => {
+    const { update, calls, at, commit, first } = prepare();
+    const bad = commit("2", { FAIL_CHECK: "" });
+    const r = update(bad);
     expect(r.code).not.toBe(0);
-    expect(calls().at(-1)).toBe("git checkout --detach --force nope");
-    expect(calls().some((c) => c.startsWith("systemctl"))).toBe(false);
+    expect(r.stderr).toContain(`update.sh: ${bad} (${bad}) NOT deployed: ${at(`${p.releases}/${first}`)} still runs, unchanged`);
+    expect(r.stderr.split("NOT deployed").length - 1, r.stderr).toBe(1);
+    expect(readlinkSync(at(p.current))).toBe(at(`${p.releases}/${first}`));
+    expect(readdirSync(at(p.releases))).toEqual([first]);
+    expect(calls().some((c) => c.startsWith("systemctl") || c.includes("migrate"))).toBe(false);
+  });
+
+  it("restarts gunicorn instead of reloading it when the new release brings another gunicorn", () => {
+    const { update, calls, commit } = prepare();
+    commit("2", { "requirements.txt": "gunicorn==23.0.1\nrelease==2\n" });
+    expect(update(p.branch).code).toBe(0);
+    expect(calls()).toContain("systemctl restart iotcloud.service");
+    expect(calls()).not.toContain("systemctl reload iotcloud.service");
+  });
+
+  it(`keeps the ${KEEP_RELEASES} newest releases, and the current and previous ones always`, () => {
+    const { update, at, commit, first } = prepare();
+    const deployed = [first];
+    for (let i = 2; i <= KEEP_RELEASES + 3; i++) {
+      deployed.push(commit(String(i)));
+      expect(update(p.branch).code).toBe(0);
+    }
+    expect(readdirSync(at(p.releases)).sort()).toEqual(deployed.slice(-KEEP_RELEASES).sort());
+    // After a rollback to an old release, a deploy keeps it as the previous one.
+    const old = deployed.at(-KEEP_RELEASES)!;
+    execFileSync("bash", ["-c", `ln -sfn ${at(`${p.releases}/${old}`)} ${at(p.current)}`]);
+    deployed.push(commit("latest"));
+    expect(update(p.branch).code).toBe(0);
+    expect(readlinkSync(at(pth.previousRelease))).toBe(at(`${p.releases}/${old}`));
+    expect(existsSync(at(`${p.releases}/${old}`))).toBe(true);
   });
 });
 

@@ -3,8 +3,8 @@
  * of every fixture, and `systemd-analyze security --offline` for the sandboxing.
  *
  * The sandbox: verify refuses a unit whose ExecStart binary does not exist, so the project root
- * (checkout, virtualenv, .env) is relocated into a temporary directory with stub gunicorn,
- * daphne and celery executables and an empty .env. It runs without systemd as PID 1 (this is a
+ * (the running release's virtualenv) and /etc/<name> (.env) are relocated into a temporary
+ * directory with stub python, daphne and celery executables and an empty .env. It runs without systemd as PID 1 (this is a
  * container): verify only loads and checks the unit files, it talks to no manager. User= and
  * Group= stay as rendered: systemd 252's verify does not resolve accounts (a unit with an unknown
  * User= verifies cleanly), so no account is created on the test machine and none is relocated.
@@ -36,11 +36,11 @@ function prepare(ctx: HostContext, edit: (content: string) => string = (c) => c)
   boxes.push(box);
   const p = ctx.model.project;
   const root = box.path(p.root.slice(1));
-  for (const bin of ["gunicorn", "daphne", "celery"]) box.write(`${p.venv.slice(1)}/bin/${bin}`, "#!/bin/sh\nexit 0\n", 0o755);
+  for (const bin of ["python", "daphne", "celery"]) box.write(`${p.venv.slice(1)}/bin/${bin}`, "#!/bin/sh\nexit 0\n", 0o755);
   box.write(p.envFile.slice(1), "");
   const units = systemdFamily.files(ctx).map((f) => ({
     original: f.path,
-    path: box.write(`units/${f.path.slice(f.path.lastIndexOf("/") + 1)}`, edit(relocate(f.content, { [p.root]: root }))),
+    path: box.write(`units/${f.path.slice(f.path.lastIndexOf("/") + 1)}`, edit(relocate(f.content, { [p.root]: root, [p.etcDir]: box.path(p.etcDir.slice(1)) }))),
   }));
   return { box, units };
 }
@@ -85,10 +85,10 @@ describe.skipIf(!available)("the check fails when a unit is broken", () => {
   });
 
   it("reports an ExecStart binary that does not exist", () => {
-    const { units } = prepare(single, (c) => c.replace("/venv/bin/gunicorn", "/venv/bin/gunicorn-missing"));
+    const { units } = prepare(single, (c) => c.replace("/venv/bin/python -P", "/venv/bin/python-missing -P"));
     const r = verify(units.map((u) => u.path));
     expect(r.code).not.toBe(0);
-    expect(r.output).toMatch(/gunicorn-missing is not executable: No such file or directory/);
+    expect(r.output).toMatch(/python-missing is not executable: No such file or directory/);
   });
 
   it("scores a unit without its sandboxing above the threshold", () => {

@@ -19,7 +19,7 @@ export PGPASSFILE=/etc/iotcloud/backup.pgpass
 readonly MEDIA_PARENT=/srv/iotcloud
 readonly MEDIA_NAME=media
 # The .env holds every secret: it is only ever stored encrypted to this age key.
-readonly ENV_FILE=/srv/iotcloud/.env
+readonly ENV_FILE=/etc/iotcloud/iotcloud.env
 readonly AGE_RECIPIENT=age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 
 if [[ ! -d "$BACKUP_DIR" ]]; then

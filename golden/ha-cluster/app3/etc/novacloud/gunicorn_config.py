@@ -4,6 +4,11 @@
 # (CVE-2024-1135, CVE-2024-6827).
 import multiprocessing
 
+# The running release, by its link. gunicorn changes into it at start and at every reload (HUP)
+# and puts this path, link and all, first on sys.path, so the workers a reload starts import the
+# release update.sh has just switched to. Left at its default, chdir is fixed when gunicorn
+# starts (the release the link pointed to then) and a reload would keep serving that one.
+chdir = "/opt/novacloud/current"
 wsgi_app = "DjangoNovaCloud.wsgi:application"
 bind = "127.0.0.1:8000"
 # cpu_count() ignores container CPU quotas, so "auto" is capped.

@@ -4,23 +4,27 @@
 # (CVE-2024-1135, CVE-2024-6827).
 import multiprocessing
 
-wsgi_app = "NovaCloud.wsgi:application"
-bind = "127.0.0.1:8000"
-# cpu_count() ignores container CPU quotas, so "auto" is capped.
-workers = min(multiprocessing.cpu_count() * 2 + 1, 12)
-worker_class = "sync"
-timeout = 30
+# The running release, by its link. gunicorn changes into it at start and at every reload (HUP)
+# and puts this path, link and all, first on sys.path, so the workers a reload starts import the
+# release update.sh has just switched to. Left at its default, chdir is fixed when gunicorn
+# starts (the release the link pointed to then) and a reload would keep serving that one.
+chdir = "/srv/iotcloud/current"
+wsgi_app = "iot_platform.wsgi:application"
+bind = "127.0.0.1:9000"
+workers = 5
+worker_class = "gthread"
+threads = 4
+timeout = 60
 # systemd's TimeoutStopSec is longer than this, so graceful stops are not cut short.
 graceful_timeout = 30
-# The sync worker does not keep connections alive; this only matters for other worker classes.
 keepalive = 5
-max_requests = 1000
-max_requests_jitter = 50
+max_requests = 0
+max_requests_jitter = 0
 # Only this proxy may set X-Forwarded-For/-Proto.
 forwarded_allow_ips = "127.0.0.1"
 # Files under LogsDirectory=; logrotate sends USR1 so gunicorn reopens them.
-accesslog = "/var/log/novacloud/gunicorn-access.log"
-errorlog = "/var/log/novacloud/gunicorn-error.log"
+accesslog = "/var/log/iotcloud/gunicorn-access.log"
+errorlog = "/var/log/iotcloud/gunicorn-error.log"
 capture_output = True
 loglevel = "info"
 # Workers load the app themselves, so a HUP (`systemctl reload`) picks up new code.
