@@ -11,7 +11,7 @@ import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
-import { urlOf } from "./paths.js";
+import { asgiHealthCheckPath, urlOf } from "./paths.js";
 import type { Step } from "./steps.js";
 import { certbotAccount, mozillaIntermediate } from "./tls.js";
 
@@ -24,6 +24,9 @@ export const HAPROXY_NAMES = {
   acme: "be_acme",
   stats: "stats",
 } as const;
+
+/** fe_https terminates TLS: every request it forwards was HTTPS. */
+const FORWARDED_PROTO = "https";
 
 /** The backends' servers: the lb's flows to the nginx of the web hosts that play `role`. */
 function servers(flows: FlowTable, lb: Host, role: Role) {
@@ -38,6 +41,7 @@ function haproxyView(ctx: HostContext) {
   const p = ctx.paths;
   const password = secrets.statsPassword;
   return {
+    domain: model.site.domain,
     names: HAPROXY_NAMES,
     tls: mozillaIntermediate(model.caps),
     timeouts: {
@@ -59,10 +63,21 @@ function haproxyView(ctx: HostContext) {
     acme: model.site.tls.mode === "letsencrypt" ? { port: h.acme_port } : undefined,
     websocketPath: model.site.websocket_path,
     balance: h.balance,
+    // What fe_https tells the nodes about every request it forwards (and so the health checks).
+    forwardedProto: FORWARDED_PROTO,
     healthCheck: {
-      path: model.site.health_check_path,
-      host: model.site.domain,
-      // HAP-03: `http-check send` (2.2+) sends HTTP/1.1 with a Host header Django accepts.
+      // The app's health check, and for be_ws the same answer from daphne: nginx behind the lb
+      // proxies asgiHealthCheckPath to it, so a dead daphne takes its server out of be_ws.
+      web: model.site.health_check_path,
+      ws: asgiHealthCheckPath(model),
+      // A check is a user's request as the node sees it: the site's Host (Django's
+      // ALLOWED_HOSTS, HAP-03) and the X-Forwarded-Proto fe_https sets; without it Django with
+      // SECURE_SSL_REDIRECT answers 301 and every server goes DOWN.
+      headers: [
+        { name: "Host", value: model.site.domain },
+        { name: "X-Forwarded-Proto", value: FORWARDED_PROTO },
+      ],
+      // `http-check send` (2.2+); before, the headers ride after the version.
       send: model.caps.haproxy.httpCheckSend,
     },
     web: servers(ctx.flows, ctx.host, "app"),

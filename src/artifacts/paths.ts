@@ -38,6 +38,15 @@ export function urlOf(scheme: "http" | "https", host: string, port: number, path
   return `${scheme}://${host}${port === standard ? "" : `:${port}`}${path}`;
 }
 
+/**
+ * The path the load balancer checks daphne through (backend be_ws): nginx behind the lb proxies
+ * exactly this path to daphne's health check, so the check exercises what /ws/ really reaches.
+ * It lies under site.websocket_path, where HAProxy already sends requests to be_ws.
+ */
+export function asgiHealthCheckPath(model: Model): string {
+  return `${model.site.websocket_path.replace(/\/$/, "")}${model.site.health_check_path}`;
+}
+
 /** The paths of a model; render() computes them once and hands them to every family (ctx.paths). */
 export function pathsOf(model: Model) {
   const n = model.project.name;
