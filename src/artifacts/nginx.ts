@@ -18,7 +18,7 @@ import type { FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, siteCertificate, urlOf, type Paths } from "./paths.js";
 import type { Step } from "./steps.js";
-import { certbotAccount, hstsValue, mozillaIntermediate } from "./tls.js";
+import { certbotAccount, hstsValue, mozillaIntermediate, siteCertificateNames } from "./tls.js";
 
 /** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
 export function nginxNames(model: Model) {
@@ -106,6 +106,9 @@ export function siteView(model: Model, setting: SiteSetting) {
     rootUpstream: setting.wsgiHost !== undefined ? names.wsgiUpstream : names.asgiUpstream,
     private: setting.private,
     public: pub && {
+      // Port 80 answers ACME challenges for every name on the certificate, mqtt.domain included
+      // when the broker on this host uses it (an HTTPS request for that name has no site here).
+      httpServerNames: siteCertificateNames(model),
       httpPort: pub.httpPort,
       httpsPort: pub.httpsPort,
       ipv6: pub.ipv6,
@@ -170,7 +173,8 @@ export function proxyHeadersView(model: Model, lb: boolean) {
 function acmeSiteView(ctx: HostContext) {
   const { model } = ctx;
   return {
-    serverNames: model.siteNames,
+    // Every name the first certificate is asked for (mqtt.domain too when the broker here uses it).
+    serverNames: siteCertificateNames(model),
     httpPort: model.site.http_port,
     ipv6: model.site.ipv6,
     acmeWebroot: ctx.paths.acmeWebroot,

@@ -3,6 +3,7 @@
  * logrotate signals, a certificate HAProxy reads and the deploy hook writes, a site the runbook
  * enables: all come from here, so the files agree by construction.
  */
+import { siteTlsHost } from "../model/flows.js";
 import type { Model } from "../model/normalize.js";
 
 export function unitNames(model: Model) {
@@ -24,8 +25,13 @@ export function siteCertificate(model: Model): { certificate: string; key: strin
   return { certificate: `${live}/fullchain.pem`, key: `${live}/privkey.pem` };
 }
 
-/** The MQTT certificate's live directory for Let's Encrypt (its own name may differ from the site's). */
+/**
+ * The Let's Encrypt lineage the broker's certificate comes from: the site's when the broker is
+ * the host that terminates the site's TLS (that certificate names mqtt.domain too), else its own.
+ */
 export function mqttLetsEncryptLive(model: Model): string {
+  const site = siteTlsHost(model);
+  if (site !== undefined && site.roles.has("mqtt")) return siteCertificate(model).certificate.replace(/\/fullchain\.pem$/, "");
   return `/etc/letsencrypt/live/${model.mqtt.domain}`;
 }
 
@@ -77,8 +83,12 @@ export function pathsOf(model: Model) {
     haproxyPem: `/etc/haproxy/certs/${n}.pem`,
     // Mosquitto (Debian layout: conf.d/ included by the packaged mosquitto.conf)
     mosquittoConf: `/etc/mosquitto/conf.d/${n}.conf`,
+    /** The platform's (and the bridges') password file: rendered. */
     mosquittoPasswd: "/etc/mosquitto/passwd",
     mosquittoAcl: "/etc/mosquitto/acl",
+    /** Device accounts: created empty by the runbook, edited with mosquitto_passwd, never rendered. */
+    mosquittoDevicePasswd: "/etc/mosquitto/devices.passwd",
+    mosquittoDeviceAcl: "/etc/mosquitto/devices.acl",
     mosquittoCert: `/etc/mosquitto/certs/${n}-fullchain.pem`,
     mosquittoKey: `/etc/mosquitto/certs/${n}-privkey.pem`,
     // PostgreSQL (Debian layout)

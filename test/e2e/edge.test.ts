@@ -77,7 +77,7 @@ function modelOf(ports: Ports, shape: "lb" | "single"): Model {
     daphne: { port: ports.daphne },
     postgres: { password: { env: "EDGE_DB_PASSWORD" } },
     redis: { password: { env: "EDGE_REDIS_PASSWORD" } },
-    mqtt: { password: { env: "EDGE_MQTT_PASSWORD" }, tls_port: 8883 },
+    mqtt: { password: { env: "EDGE_MQTT_PASSWORD" } },
     django: { secret_key: { env: "EDGE_SECRET_KEY" } },
     haproxy: { backend_port: ports.backend, stats_port: ports.stats, acme_port: ports.acme },
   });
