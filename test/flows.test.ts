@@ -79,12 +79,29 @@ describe("the flow table decides who may connect", () => {
         if (mosquitto !== undefined) {
           const privateListener = lines(mosquitto).includes(`listener ${c.model.mqtt.port} ${host.address}`);
           expect(privateListener).toBe(flowsTo(c.table, host, "mqtt").length > 0);
+          // The device listener HAProxy passes devices to, after terminating their TLS.
+          const deviceListener = lines(mosquitto).includes(`listener ${c.model.mqtt.device_port} ${host.address}`);
+          expect(deviceListener).toBe(flowsTo(c.table, host, "mqtt-devices").length > 0);
         }
         const pgconf = file(c, host, p.pgConfD);
         if (pgconf !== undefined) {
           const listen = lines(pgconf).find((l) => l.startsWith("listen_addresses"))!;
           expect(listen.includes(host.address)).toBe(flowsTo(c.table, host, "postgres").length > 0);
         }
+      });
+
+      it(`${name}: devices' MQTT over TLS is served exactly where the table's entry point says`, () => {
+        const tls = entriesTo(c.table, host).filter((e) => e.service === "mqtt-tls").map((e) => e.port);
+        const haproxy = lines(file(c, host, pathsOf(c.model).haproxyConfig)).map((l) => l.trim());
+        const mosquitto = lines(file(c, host, pathsOf(c.model).mosquittoConf));
+        // HAProxy's TLS bind for MQTT, or the broker's own TLS listener (followed by its certfile).
+        const haproxyTls = haproxy.flatMap((l) => {
+          const m = /^bind :(\d+) ssl /.exec(l);
+          return m && Number(m[1]) !== c.model.site.https_port ? [Number(m[1])] : [];
+        });
+        const brokerTls = mosquitto.flatMap((l, i) => (/^listener \d+$/.test(l) && mosquitto[i + 1]?.startsWith("certfile ") ? [Number(l.split(" ")[1])] : []));
+        const served = [...haproxyTls, ...brokerTls];
+        expect(served).toEqual(tls);
       });
 
       if (host.roles.has("lb")) {

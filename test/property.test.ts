@@ -54,7 +54,9 @@ describe("valid models", () => {
           expect.soft(content.includes("\r"), `${path} has no CR`).toBe(false);
           const lines = content.split("\n");
           const markerLine = lines[0]!.startsWith("#!") ? lines[1] : lines[0];
-          expect.soft(markerLine?.includes(GENERATED_MARKER), `${path} starts with the generated marker`).toBe(true);
+          // Mosquitto's password file has no comments: mosquitto_passwd takes one for corruption.
+          const hasComments = (file as { template: string }).template !== "mosquitto/passwd.njk";
+          expect.soft(markerLine?.includes(GENERATED_MARKER), `${path} starts with the generated marker`).toBe(hasComments);
         }
       }),
       { numRuns: RUNS.valid, seed: SEED },

@@ -7,13 +7,14 @@ import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { behindLb } from "../model/flows.js";
 import { has, terminatesSiteTls, type HostContext, type HostFamily } from "./context.js";
+import { mosquittoTerminatesTls } from "./mosquitto.js";
 import { mqttLetsEncryptLive, siteCertificate } from "./paths.js";
 import type { Step } from "./steps.js";
 
 function needsDeployHook(ctx: HostContext): boolean {
   const { model } = ctx;
   if (model.site.tls.mode !== "letsencrypt") return false;
-  return terminatesSiteTls(ctx) || (has(ctx, "mqtt") && model.mqtt.tls_port !== undefined);
+  return terminatesSiteTls(ctx) || mosquittoTerminatesTls(ctx);
 }
 
 function deployHookView(ctx: HostContext) {
@@ -33,10 +34,9 @@ function deployHookView(ctx: HostContext) {
           haproxy: has(ctx, "lb") ? { pem: pth.haproxyPem, dir: dirOf(pth.haproxyPem), tmpDir: dirOf(dirOf(pth.haproxyPem)) } : undefined,
         }
       : undefined,
-    mqtt:
-      has(ctx, "mqtt") && model.mqtt.tls_port !== undefined
-        ? { live: mqttLetsEncryptLive(model), cert: pth.mosquittoCert, key: pth.mosquittoKey, dir: dirOf(pth.mosquittoCert) }
-        : undefined,
+    mqtt: mosquittoTerminatesTls(ctx)
+      ? { live: mqttLetsEncryptLive(model), cert: pth.mosquittoCert, key: pth.mosquittoKey, dir: dirOf(pth.mosquittoCert) }
+      : undefined,
   };
 }
 

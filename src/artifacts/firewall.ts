@@ -27,6 +27,7 @@ const SERVICE_NAMES: Record<Flow["service"], string> = {
   redis: "Redis",
   sentinel: "Redis Sentinel",
   mqtt: "MQTT (plain, private)",
+  "mqtt-devices": "MQTT for devices (plain)",
 };
 
 /** The flows that reach this host, one rule per port, one source per client host (UFW-04). */

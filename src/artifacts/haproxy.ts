@@ -4,14 +4,14 @@
  * WebSockets to the asgi nodes, ACME challenges to certbot on loopback, and a stats page on
  * loopback only.
  */
-import type { FlowTable } from "../model/flows.js";
+import { addressFrom, mqttTlsEnd, type FlowTable } from "../model/flows.js";
 import type { Host } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
-import { urlOf } from "./paths.js";
+import { asgiHealthCheckPath, urlOf } from "./paths.js";
 import type { Step } from "./steps.js";
 import { certbotAccount, mozillaIntermediate } from "./tls.js";
 
@@ -22,8 +22,40 @@ export const HAPROXY_NAMES = {
   web: "be_web",
   ws: "be_ws",
   acme: "be_acme",
+  mqtt: "fe_mqtt",
+  mqttBackend: "be_mqtt",
   stats: "stats",
 } as const;
+
+/** fe_https terminates TLS: every request it forwards was HTTPS. */
+const FORWARDED_PROTO = "https";
+
+/**
+ * An MQTT 3.1.1 CONNECT without credentials (clean session, keep-alive 60 s), as hex for
+ * `tcp-check send-binary`. A broker that requires a login answers CONNACK with return code 5,
+ * "not authorized": 20 02 00 05 (MQTT 3.1.1, sections 3.1 and 3.2).
+ */
+export function mqttAnonymousConnect(clientId: string): { send: string; expect: string } {
+  const utf8 = (text: string) => {
+    const bytes = [...new TextEncoder().encode(text)];
+    return [bytes.length >> 8, bytes.length & 0xff, ...bytes];
+  };
+  // Protocol name and level 4, flags: clean session only, keep-alive 60; payload: the client id.
+  const body = [...utf8("MQTT"), 4, 0x02, 0, 60, ...utf8(clientId)];
+  // Fixed header: CONNECT (0x10) and the remaining length (one byte: the body is short).
+  const packet = [0x10, body.length, ...body];
+  return { send: packet.map((b) => b.toString(16).padStart(2, "0")).join(""), expect: "20020005" };
+}
+
+/** The brokers' device listeners: the lb's flows to them, and a broker on the lb itself on loopback. */
+function mqttServers(ctx: HostContext) {
+  const { model, host } = ctx;
+  const remote = ctx.flows.flows
+    .filter((f) => f.from.name === host.name && f.service === "mqtt-devices")
+    .map((f) => ({ name: f.to.name, address: `${f.to.address}:${f.port}` }));
+  const local = has(ctx, "mqtt") ? [{ name: host.name, address: `${addressFrom(host, host)}:${model.mqtt.device_port}` }] : [];
+  return [...remote, ...local].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
 
 /** The backends' servers: the lb's flows to the nginx of the web hosts that play `role`. */
 function servers(flows: FlowTable, lb: Host, role: Role) {
@@ -38,6 +70,7 @@ function haproxyView(ctx: HostContext) {
   const p = ctx.paths;
   const password = secrets.statsPassword;
   return {
+    domain: model.site.domain,
     names: HAPROXY_NAMES,
     tls: mozillaIntermediate(model.caps),
     timeouts: {
@@ -59,14 +92,30 @@ function haproxyView(ctx: HostContext) {
     acme: model.site.tls.mode === "letsencrypt" ? { port: h.acme_port } : undefined,
     websocketPath: model.site.websocket_path,
     balance: h.balance,
+    // What fe_https tells the nodes about every request it forwards (and so the health checks).
+    forwardedProto: FORWARDED_PROTO,
     healthCheck: {
-      path: model.site.health_check_path,
-      host: model.site.domain,
-      // HAP-03: `http-check send` (2.2+) sends HTTP/1.1 with a Host header Django accepts.
+      // The app's health check, and for be_ws the same answer from daphne: nginx behind the lb
+      // proxies asgiHealthCheckPath to it, so a dead daphne takes its server out of be_ws.
+      web: model.site.health_check_path,
+      ws: asgiHealthCheckPath(model),
+      // A check is a user's request as the node sees it: the site's Host (Django's
+      // ALLOWED_HOSTS, HAP-03) and the X-Forwarded-Proto fe_https sets; without it Django with
+      // SECURE_SSL_REDIRECT answers 301 and every server goes DOWN.
+      headers: [
+        { name: "Host", value: model.site.domain },
+        { name: "X-Forwarded-Proto", value: FORWARDED_PROTO },
+      ],
+      // `http-check send` (2.2+); before, the headers ride after the version.
       send: model.caps.haproxy.httpCheckSend,
     },
     web: servers(ctx.flows, ctx.host, "app"),
     ws: servers(ctx.flows, ctx.host, "asgi"),
+    // Devices' MQTT over TLS ends here (flows.mqttTlsEnd), with the site's certificate.
+    mqtt:
+      mqttTlsEnd(model) === "lb"
+        ? { port: model.mqtt.tls_port!, domain: model.mqtt.domain, servers: mqttServers(ctx), check: mqttAnonymousConnect("haproxy-check") }
+        : undefined,
     stats: {
       port: h.stats_port,
       // `stats auth` takes one argument, user:password, quoted as a whole.
@@ -96,6 +145,9 @@ function haproxySteps(ctx: HostContext): Step[] {
   const certDir = shell(p.haproxyPem.replace(/\/[^/]+$/, ""));
   const check = `haproxy -c -f ${shell(p.haproxyConfig)}`;
   const steps: Step[] = [{ id: "haproxy.package", phase: "packages", title: "HAProxy", action: { kind: "packages", packages: ["haproxy"] } }];
+  // Devices' MQTT over TLS ends here too, with the same certificate (tls.siteCertificateNames).
+  const mqtt = mqttTlsEnd(model) === "lb" ? { domain: model.mqtt.domain, port: model.mqtt.tls_port! } : undefined;
+  const extraName = mqtt && !model.siteNames.includes(mqtt.domain) ? mqtt.domain : undefined;
 
   if (tls.mode === "letsencrypt") {
     const tmpKey = shell(`${p.haproxyPem}.selfsigned.key`);
@@ -123,6 +175,9 @@ function haproxySteps(ctx: HostContext): Step[] {
         `A throw-away self-signed certificate lets HAProxy start before the real one exists. HAProxy forwards /.well-known/acme-challenge/ to 127.0.0.1:${model.haproxy.acme_port}, where certbot answers for ` +
         `the first certificate and every renewal. The deploy hook (${p.certbotDeployHook}) writes fullchain and key into ` +
         `${p.haproxyPem} (0600) and reloads HAProxy after each renewal, and once by hand for the first certificate.` +
+        (extraName
+          ? ` The certificate also names ${extraName}, where devices reach MQTT over TLS: it must resolve to this host. To add the name to an existing certificate, run the certbot line again with --expand.`
+          : "") +
         (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
     });
   } else {
@@ -134,7 +189,9 @@ function haproxySteps(ctx: HostContext): Step[] {
         kind: "commands",
         commands: [{ run: `install -d -m 0700 ${certDir}` }, { run: `cat ${shell(tls.certificate)} ${shell(tls.key)} | install -m 0600 -o root -g root /dev/stdin ${pem}` }],
       },
-      why: `HAProxy reads the chain and the key from one file. Repeat this step when the certificate at ${tls.certificate} is replaced.`,
+      why:
+        `HAProxy reads the chain and the key from one file. Repeat this step when the certificate at ${tls.certificate} is replaced.` +
+        (extraName ? ` Devices reach MQTT over TLS here as ${extraName}: the certificate must name it too.` : ""),
     });
   }
 
@@ -157,11 +214,16 @@ function haproxySteps(ctx: HostContext): Step[] {
         `curl -sS -o /dev/null -w '%{http_code}\\n' ${shell(urlOf("http", model.site.domain, model.site.http_port, "/"))}`,
         // -u USER without ":password" makes curl prompt for it: no secret on the command line.
         `curl -sS${hasAuth ? ` -u ${shell(model.haproxy.stats_user)}` : ""} ${shell(`http://127.0.0.1:${model.haproxy.stats_port}/;csv`)} | cut -d, -f1,2,18`,
+        ...(mqtt
+          ? [`openssl s_client -connect 127.0.0.1:${mqtt.port} -servername ${shell(mqtt.domain)} </dev/null 2>/dev/null | openssl x509 -noout -subject -ext subjectAltName`]
+          : []),
       ],
     },
     // curl asks for the stats password: it never goes on the command line.
     ...(hasAuth ? { interactive: true } : {}),
-    why: "Expect 200 over HTTPS with Strict-Transport-Security from nginx, a 301 on HTTP, and every server UP on the stats page (only reachable from the lb host itself).",
+    why:
+      "Expect 200 over HTTPS with Strict-Transport-Security from nginx, a 301 on HTTP, and every server UP on the stats page (only reachable from the lb host itself)" +
+      (mqtt ? `, be_mqtt's brokers included; openssl shows the certificate devices get on port ${mqtt.port}, which must name ${mqtt.domain}.` : "."),
   });
   return steps;
 }

@@ -16,9 +16,9 @@ import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import type { FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
-import { siteCertificate, urlOf, type Paths } from "./paths.js";
+import { asgiHealthCheckPath, siteCertificate, urlOf, type Paths } from "./paths.js";
 import type { Step } from "./steps.js";
-import { certbotAccount, hstsValue, mozillaIntermediate } from "./tls.js";
+import { certbotAccount, hstsValue, mozillaIntermediate, siteCertificateNames } from "./tls.js";
 
 /** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
 export function nginxNames(model: Model) {
@@ -99,11 +99,16 @@ export function siteView(model: Model, setting: SiteSetting) {
             // Daphne closes a socket after websocket_timeout and pings every 20 s; nginx must not
             // give up sooner on an idle one (default proxy_read_timeout is 60 s; NGX-07).
             timeout: ws > 0 ? `${ws}s` : undefined,
+            // Behind the lb, the path HAProxy checks daphne through, and daphne's health check.
+            healthCheck: setting.private ? { path: asgiHealthCheckPath(model), upstreamPath: model.site.health_check_path } : undefined,
           },
     // An asgi-only web host serves HTTP through daphne too (Django's ASGI application does both).
     rootUpstream: setting.wsgiHost !== undefined ? names.wsgiUpstream : names.asgiUpstream,
     private: setting.private,
     public: pub && {
+      // Port 80 answers ACME challenges for every name on the certificate, mqtt.domain included
+      // when the broker on this host uses it (an HTTPS request for that name has no site here).
+      httpServerNames: siteCertificateNames(model),
       httpPort: pub.httpPort,
       httpsPort: pub.httpsPort,
       ipv6: pub.ipv6,
@@ -155,10 +160,10 @@ export function proxyHeadersView(model: Model, lb: boolean) {
   return {
     behindLb: lb,
     // Behind HAProxy, nginx's own $scheme is always http: pass on what HAProxy set (it overwrites
-    // any client value, HAP-04). HAProxy also appended the client to X-Forwarded-For already,
-    // and realip made that client $remote_addr, so appending it again would list it twice.
+    // any client value, HAP-04). X-Forwarded-For is always the one address nginx takes for the
+    // client ($remote_addr: the peer, or behind the lb what realip took from HAProxy's header),
+    // never the client's own chain: daphne and Django code read its first entry.
     forwardedProto: lb ? "$http_x_forwarded_proto" : "$scheme",
-    forwardedFor: lb ? "$http_x_forwarded_for" : "$proxy_add_x_forwarded_for",
     // NGX-15: Django sends its own X-Frame-Options, X-Content-Type-Options and Referrer-Policy;
     // nginx owns these headers, so the upstream's copies are hidden instead of duplicated.
     hidden: securityHeaders(model).map((h) => h.name),
@@ -168,7 +173,8 @@ export function proxyHeadersView(model: Model, lb: boolean) {
 function acmeSiteView(ctx: HostContext) {
   const { model } = ctx;
   return {
-    serverNames: model.siteNames,
+    // Every name the first certificate is asked for (mqtt.domain too when the broker here uses it).
+    serverNames: siteCertificateNames(model),
     httpPort: model.site.http_port,
     ipv6: model.site.ipv6,
     acmeWebroot: ctx.paths.acmeWebroot,
@@ -256,17 +262,23 @@ function nginxSteps(ctx: HostContext): Step[] {
   );
 
   const health = model.site.health_check_path;
+  // Behind the lb: the requests HAProxy's checks send (the site's Host, X-Forwarded-Proto https),
+  // to the app and, on an asgi host, to daphne.
+  const checked = [health, ...(has(ctx, "asgi") ? [asgiHealthCheckPath(model)] : [])];
   const verify = lb
-    ? [
-        `curl -sS -o /dev/null -w '%{http_code}\\n' -H ${shell(`Host: ${model.site.domain}`)} ${shell(`http://${ctx.host.address}:${model.haproxy.backend_port}${health}`)}`,
-      ]
+    ? checked.map(
+        (path) =>
+          `curl -sS -o /dev/null -w '%{http_code}\\n' -H ${shell(`Host: ${model.site.domain}`)} -H 'X-Forwarded-Proto: https' ${shell(`http://${ctx.host.address}:${model.haproxy.backend_port}${path}`)}`,
+      )
     : [`curl -sSI ${shell(urlOf("https", model.site.domain, model.site.https_port, health))}`, `curl -sSI ${shell(urlOf("http", model.site.domain, model.site.http_port, "/"))}`];
   steps.push({
     id: "nginx.check",
     phase: "verify",
     title: "Check nginx",
     action: { kind: "check", commands: verify },
-    why: lb ? `The load balancer checks ${health} the same way; expect 200.` : "Expect 200 with Strict-Transport-Security on HTTPS, and a 301 to HTTPS on HTTP.",
+    why: lb
+      ? `The load balancer checks ${checked.join(" (gunicorn) and ")}${checked.length > 1 ? " (daphne)" : ""} the same way; expect 200 for each. Without X-Forwarded-Proto the app redirects to HTTPS (301).`
+      : "Expect 200 with Strict-Transport-Security on HTTPS, and a 301 to HTTPS on HTTP.",
   });
   return steps;
 }

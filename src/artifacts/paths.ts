@@ -3,6 +3,7 @@
  * logrotate signals, a certificate HAProxy reads and the deploy hook writes, a site the runbook
  * enables: all come from here, so the files agree by construction.
  */
+import { siteTlsHost } from "../model/flows.js";
 import type { Model } from "../model/normalize.js";
 
 export function unitNames(model: Model) {
@@ -24,8 +25,13 @@ export function siteCertificate(model: Model): { certificate: string; key: strin
   return { certificate: `${live}/fullchain.pem`, key: `${live}/privkey.pem` };
 }
 
-/** The MQTT certificate's live directory for Let's Encrypt (its own name may differ from the site's). */
+/**
+ * The Let's Encrypt lineage the broker's certificate comes from: the site's when the broker is
+ * the host that terminates the site's TLS (that certificate names mqtt.domain too), else its own.
+ */
 export function mqttLetsEncryptLive(model: Model): string {
+  const site = siteTlsHost(model);
+  if (site !== undefined && site.roles.has("mqtt")) return siteCertificate(model).certificate.replace(/\/fullchain\.pem$/, "");
   return `/etc/letsencrypt/live/${model.mqtt.domain}`;
 }
 
@@ -36,6 +42,15 @@ export function mqttLetsEncryptLive(model: Model): string {
 export function urlOf(scheme: "http" | "https", host: string, port: number, path = ""): string {
   const standard = scheme === "https" ? 443 : 80;
   return `${scheme}://${host}${port === standard ? "" : `:${port}`}${path}`;
+}
+
+/**
+ * The path the load balancer checks daphne through (backend be_ws): nginx behind the lb proxies
+ * exactly this path to daphne's health check, so the check exercises what /ws/ really reaches.
+ * It lies under site.websocket_path, where HAProxy already sends requests to be_ws.
+ */
+export function asgiHealthCheckPath(model: Model): string {
+  return `${model.site.websocket_path.replace(/\/$/, "")}${model.site.health_check_path}`;
 }
 
 /** The paths of a model; render() computes them once and hands them to every family (ctx.paths). */
@@ -71,8 +86,12 @@ export function pathsOf(model: Model) {
     haproxyPem: `/etc/haproxy/certs/${n}.pem`,
     // Mosquitto (Debian layout: conf.d/ included by the packaged mosquitto.conf)
     mosquittoConf: `/etc/mosquitto/conf.d/${n}.conf`,
+    /** The platform's (and the bridges') password file: rendered. */
     mosquittoPasswd: "/etc/mosquitto/passwd",
     mosquittoAcl: "/etc/mosquitto/acl",
+    /** Device accounts: created empty by the runbook, edited with mosquitto_passwd, never rendered. */
+    mosquittoDevicePasswd: "/etc/mosquitto/devices.passwd",
+    mosquittoDeviceAcl: "/etc/mosquitto/devices.acl",
     mosquittoCert: `/etc/mosquitto/certs/${n}-fullchain.pem`,
     mosquittoKey: `/etc/mosquitto/certs/${n}-privkey.pem`,
     // PostgreSQL (Debian layout)

@@ -6,6 +6,7 @@
  * the site certificate, shared by the nginx (webroot) and HAProxy (standalone) runbook steps.
  */
 import type { Capabilities } from "../model/capabilities.js";
+import { mqttTlsHosts, siteTlsHost } from "../model/flows.js";
 import type { Model } from "../model/normalize.js";
 import { shell } from "../quote.js";
 
@@ -53,7 +54,18 @@ export function certbotAccountFlags(model: Model): string[] {
   return [...account, "--agree-tos", "--non-interactive"];
 }
 
-/** certbot's arguments for the site's names and the account. */
+/**
+ * The names on the certificate of the host that terminates the site's TLS (the lb, or the one
+ * web host): the site's, and mqtt.domain when devices' MQTT over TLS ends on that host too, so
+ * one certificate (one lineage, one deploy hook) serves both.
+ */
+export function siteCertificateNames(model: Model): string[] {
+  const tlsHost = siteTlsHost(model);
+  const mqttHere = tlsHost !== undefined && mqttTlsHosts(model).some((h) => h.name === tlsHost.name);
+  return mqttHere && !model.siteNames.includes(model.mqtt.domain) ? [...model.siteNames, model.mqtt.domain] : [...model.siteNames];
+}
+
+/** certbot's arguments for the site certificate's names and the account. */
 export function certbotAccount(model: Model): string[] {
-  return [...model.siteNames.flatMap((n) => ["-d", shell(n)]), ...certbotAccountFlags(model)];
+  return [...siteCertificateNames(model).flatMap((n) => ["-d", shell(n)]), ...certbotAccountFlags(model)];
 }

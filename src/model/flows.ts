@@ -12,7 +12,7 @@
 import type { Host, Model, Topology } from "./normalize.js";
 
 /** What listens on the server side of a flow. */
-export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "nginx-backend";
+export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend";
 
 /** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication). */
 export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb";
@@ -60,6 +60,19 @@ export function behindLb(model: Pick<Model, "topology">): boolean {
 }
 
 /**
+ * Where devices' MQTT over TLS ends (undefined without mqtt.tls_port): on the lb when there is
+ * one, else on the broker itself. Behind an lb the brokers are on the private network like every
+ * other server; HAProxy terminates TLS with the lb's certificate (which names mqtt.domain) and
+ * passes plain MQTT to each broker's device listener, so one name, one certificate and one
+ * public address serve every broker, and certbot runs where ACME challenges arrive. Without an lb
+ * the one broker has the name and certificate itself (the rules refuse several).
+ */
+export function mqttTlsEnd(model: Pick<Model, "topology"> & { readonly mqtt: { readonly tls_port?: number | undefined } }): "lb" | "broker" | undefined {
+  if (model.mqtt.tls_port === undefined) return undefined;
+  return model.topology.lb !== undefined ? "lb" : "broker";
+}
+
+/**
  * The host a Django host talks to for a service, and so the address its .env names: the
  * PostgreSQL primary, the Redis primary (without Sentinel; with it the app asks the sentinels),
  * the nearest MQTT broker.
@@ -73,6 +86,13 @@ export function serverFor(t: Topology, from: Host, service: "postgres" | "redis"
     case "mqtt":
       return nearest(from, t.mqtt);
   }
+}
+
+/** The hosts where devices' MQTT over TLS ends (mqttTlsEnd): the lb, or each broker; none without tls_port. */
+export function mqttTlsHosts(model: Pick<Model, "topology" | "mqtt">): readonly Host[] {
+  const end = mqttTlsEnd(model);
+  if (end === "lb") return [model.topology.lb!];
+  return end === "broker" ? model.topology.mqtt : [];
 }
 
 /** Every flow of the model, in a stable order: by service, server, then client (hosts sorted by name). */
@@ -117,6 +137,8 @@ export function flowTable(model: Model): FlowTable {
     const clients = t.django.filter((d) => !d.roles.has("mqtt") && serverFor(t, d, "mqtt")?.name === broker.name);
     add(clients, [broker], model.mqtt.port, "mqtt", "django", "Django");
     if (t.mqtt.length > 1 && broker.name === t.mqttHub?.name) add(t.mqtt, [broker], model.mqtt.port, "mqtt", "bridge", "bridge to this hub");
+    // Devices, once HAProxy on the lb has terminated their TLS.
+    if (t.lb && mqttTlsEnd(model) === "lb") add([t.lb], [broker], model.mqtt.device_port, "mqtt-devices", "lb", "HAProxy, for devices (it terminates their TLS)");
   }
   return { flows, entries: entries(model) };
 }
@@ -135,13 +157,14 @@ function entries(model: Model): Entry[] {
     out.push({ to: tlsHost, port: model.site.http_port, protocol: "tcp", service: "http", purpose: `${server}: HTTP redirect${acme}`, from: [] });
     out.push({ to: tlsHost, port: model.site.https_port, protocol: "tcp", service: "https", purpose: `${server}: HTTPS`, from: [] });
   }
-  if (model.mqtt.tls_port !== undefined) {
-    for (const broker of model.topology.mqtt) {
-      out.push({ to: broker, port: model.mqtt.tls_port, protocol: "tcp", service: "mqtt-tls", purpose: "MQTT over TLS for devices", from: [] });
-      // certbot --standalone answers the HTTP-01 challenge for the MQTT certificate itself.
-      if (model.site.tls.mode === "letsencrypt" && broker.name !== tlsHost?.name) {
-        out.push({ to: broker, port: 80, protocol: "tcp", service: "http", purpose: "certbot: HTTP-01 challenges for the MQTT certificate", from: [] });
-      }
+  // Devices reach MQTT over TLS where it ends (mqttTlsEnd): HAProxy on the lb, or the broker.
+  for (const host of mqttTlsHosts(model)) {
+    const lb = mqttTlsEnd(model) === "lb";
+    out.push({ to: host, port: model.mqtt.tls_port!, protocol: "tcp", service: "mqtt-tls", purpose: `${lb ? "HAProxy: " : ""}MQTT over TLS for devices`, from: [] });
+    // A broker away from the site's host gets its own certificate: certbot --standalone answers
+    // the HTTP-01 challenge itself (mqtt.domain resolves here: the rules refuse the site's names).
+    if (!lb && model.site.tls.mode === "letsencrypt" && host.name !== tlsHost?.name) {
+      out.push({ to: host, port: 80, protocol: "tcp", service: "http", purpose: "certbot: HTTP-01 challenges for the MQTT certificate", from: [] });
     }
   }
   for (const h of model.topology.hosts) {

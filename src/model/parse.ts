@@ -5,7 +5,7 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import { fromZodIssues, type ModelIssue } from "./errors.js";
 import { normalize, type Model } from "./normalize.js";
-import { crossFieldIssues, inlineSecretPaths } from "./rules.js";
+import { crossFieldIssues, inlineSecretPaths, mqttWarnings } from "./rules.js";
 import { modelSchema } from "./schema.js";
 import { descriptionAt, knownKeysAt } from "./schema-walk.js";
 import { locateIssues, scanJson, type SourceFormat } from "./source-lines.js";
@@ -31,10 +31,13 @@ export function parseModel(input: unknown): ParseResult {
   if (issues.length > 0) return { ok: false, issues };
   const model = Object.freeze(normalize(result.data));
   validated.add(model);
-  const warnings = inlineSecretPaths(result.data).map((path) => ({
-    path,
-    message: 'secret written inline in the model; reference it instead ({ env = "NAME" } or { file = "/path" })',
-  }));
+  const warnings = [
+    ...inlineSecretPaths(result.data).map((path) => ({
+      path,
+      message: 'secret written inline in the model; reference it instead ({ env = "NAME" } or { file = "/path" })',
+    })),
+    ...mqttWarnings(result.data),
+  ];
   return { ok: true, model, warnings };
 }
 

@@ -3,7 +3,7 @@
  * field to change. These run on the parsed model, before normalization.
  */
 import type { ModelIssue } from "./errors.js";
-import { accountNames, hostsOf, topologyOf, type Host } from "./normalize.js";
+import { accountNames, hostsOf, topologyOf, type Host, type Topology } from "./normalize.js";
 import type { ParsedModel, Role } from "./schema.js";
 import { imageTagVersion, type SecretRef } from "./values.js";
 
@@ -30,6 +30,8 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
     ports.push({ port: parsed.site.https_port, field: "site.https_port", service: "HAProxy (HTTPS)" });
     ports.push({ port: parsed.haproxy.stats_port, field: "haproxy.stats_port", service: "HAProxy stats" });
     ports.push({ port: parsed.haproxy.acme_port, field: "haproxy.acme_port", service: "certbot (ACME challenges)" });
+    // HAProxy terminates the devices' MQTT over TLS (flows.mqttTlsEnd).
+    if (parsed.mqtt.tls_port !== undefined) ports.push({ port: parsed.mqtt.tls_port, field: "mqtt.tls_port", service: "HAProxy (MQTT over TLS)" });
   }
   if (has("app")) ports.push({ port: parsed.gunicorn.port, field: "gunicorn.port", service: "gunicorn" });
   if (has("asgi")) ports.push({ port: parsed.daphne.port, field: "daphne.port", service: "daphne" });
@@ -38,7 +40,14 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
   if (has("redis-sentinel")) ports.push({ port: parsed.redis.sentinel_port, field: "redis.sentinel_port", service: "Redis Sentinel" });
   if (has("mqtt")) {
     ports.push({ port: parsed.mqtt.port, field: "mqtt.port", service: "Mosquitto" });
-    if (parsed.mqtt.tls_port !== undefined) ports.push({ port: parsed.mqtt.tls_port, field: "mqtt.tls_port", service: "Mosquitto (TLS)" });
+    // The device listener: plain behind the lb (which terminated TLS), else TLS itself.
+    if (parsed.mqtt.tls_port !== undefined) {
+      ports.push(
+        behindLb
+          ? { port: parsed.mqtt.device_port, field: "mqtt.device_port", service: "Mosquitto (devices)" }
+          : { port: parsed.mqtt.tls_port, field: "mqtt.tls_port", service: "Mosquitto (TLS)" },
+      );
+    }
   }
   return ports;
 }
@@ -181,6 +190,7 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   if (t.mqtt.length > 1 && !isSet(parsed.mqtt.bridge_password)) {
     add("mqtt.bridge_password", `is required: ${t.mqtt.length} mqtt hosts bridge to ${t.mqttHub!.name} (e.g. { env = "NOVACLOUD_MQTT_BRIDGE_PASSWORD" })`);
   }
+  issues.push(...mqttTlsIssues(parsed, t));
 
   // --- ports: two services on one host may not share one ---
   for (const h of hosts) {
@@ -198,6 +208,56 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
     }
   }
   return issues;
+}
+
+/**
+ * Where devices can reach MQTT over TLS (flows.mqttTlsEnd): behind an lb, HAProxy terminates it
+ * for every broker under mqtt.domain (default site.domain, which resolves to the lb). Without an
+ * lb the broker terminates it itself, so devices need a name that resolves to the broker: one
+ * broker only (one name, one certificate), and not one of the site's names when the site is
+ * served from another host (its ACME challenge and its devices would reach that host).
+ */
+function mqttTlsIssues(parsed: ParsedModel, t: Topology): ModelIssue[] {
+  const issues: ModelIssue[] = [];
+  if (parsed.mqtt.tls_port === undefined || t.lb !== undefined || t.mqtt.length === 0) return issues;
+  const brokers = t.mqtt.map((h) => h.name).join(", ");
+  if (t.mqtt.length > 1) {
+    issues.push({
+      path: "mqtt.tls_port",
+      message:
+        `${t.mqtt.length} mqtt hosts (${brokers}) and no "lb" host: devices would need a name and a certificate for each broker. ` +
+        'Add a host with the role "lb" (HAProxy terminates MQTT over TLS and spreads devices over the brokers) or keep one mqtt host',
+    });
+    return issues;
+  }
+  const broker = t.mqtt[0]!;
+  const site = t.web.length === 1 ? t.web[0]! : undefined;
+  const siteNames = [parsed.site.domain, ...parsed.site.aliases];
+  const domain = parsed.mqtt.domain ?? parsed.site.domain;
+  if (site && site.name !== broker.name && siteNames.includes(domain)) {
+    issues.push({
+      path: "mqtt.domain",
+      message:
+        `${parsed.mqtt.domain === undefined ? "is required" : `"${domain}" is one of the site's names`}: devices connect to the broker ${broker.name} directly (there is no "lb"), ` +
+        `and the site's names resolve to ${site.name}, where the certificate challenge and the devices would arrive. Give the broker a name of its own that resolves to ${broker.name}`,
+    });
+  }
+  return issues;
+}
+
+/**
+ * What a valid model may still get wrong, warned about: a model whose broker has no device
+ * listener renders a broker no device can reach.
+ */
+export function mqttWarnings(parsed: ParsedModel): ModelIssue[] {
+  const brokers = hostsOf(parsed).filter((h) => h.roles.has("mqtt"));
+  if (parsed.mqtt.tls_port !== undefined || (brokers.length === 0 && parsed.compose === undefined)) return [];
+  return [
+    {
+      path: "mqtt.tls_port",
+      message: "is not set: the broker listens on loopback (and the private network for the platform) only, so no device can reach it; set it (e.g. 8883) to give devices MQTT over TLS",
+    },
+  ];
 }
 
 /** Paths of secrets written inline in the model: allowed, but warned about. */

@@ -248,8 +248,19 @@ const mqtt = z
   .strictObject({
     broker: enumOf(["mosquitto"] as const).default("mosquitto").describe("MQTT broker. Only mosquitto is supported (see README)."),
     port: port().default(1883).describe("Plain MQTT port; it listens on 127.0.0.1 (and the private address for app hosts elsewhere). Default 1883."),
-    tls_port: port().optional().describe("Public MQTT-over-TLS port; omit for no TLS listener."),
-    domain: hostname().optional().describe("Name devices connect to (the TLS certificate's name). Default site.domain."),
+    tls_port: port()
+      .optional()
+      .describe(
+        "Public MQTT-over-TLS port for devices: on the lb when there is one (HAProxy terminates TLS and spreads devices over the brokers), else on the broker itself. Omit for no device listener (a warning says so).",
+      ),
+    device_port: port()
+      .default(1884)
+      .describe("Port of each broker's device listener on its private address when the lb terminates MQTT over TLS (plain MQTT from the lb only). Default 1884."),
+    domain: hostname()
+      .optional()
+      .describe(
+        "Name devices connect to, on the TLS certificate. It must resolve to the lb when there is one, else to the broker: a broker on another host than the site needs a name of its own. Default site.domain.",
+      ),
     username: mqttUser().optional().describe("User the platform connects as. Default <name>_platform."),
     password: secret().describe("Password of that user."),
     device_prefix: z

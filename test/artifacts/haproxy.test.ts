@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { haproxyFamily } from "../../src/artifacts/haproxy.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
-import { pathsOf } from "../../src/artifacts/paths.js";
+import { asgiHealthCheckPath, pathsOf } from "../../src/artifacts/paths.js";
 import { fixtureNames, renderFixture } from "../helpers/fixtures.js";
 import { hostContexts, parseNginx, setKey, variantContexts, type Directive } from "./nginx-conf.js";
 
@@ -78,7 +78,7 @@ describe("HAProxy family", () => {
       expect(g).toContain("user haproxy");
     });
 
-    it("takes every timeout from the model with an explicit unit, and forwards the client (HAP-04, HAP-06)", () => {
+    it("takes every timeout from the model with an explicit unit (HAP-06)", () => {
       const d = section(s, "defaults");
       const h = model.haproxy;
       for (const [kw, value] of [
@@ -93,7 +93,9 @@ describe("HAProxy family", () => {
         expect(d).toContain(`timeout ${kw} ${value}`);
       }
       for (const t of d.filter((l) => l.startsWith("timeout "))) expect(t).toMatch(/ \d+(ms|s|m|h|d)$/);
-      expect(d).toEqual(expect.arrayContaining(["mode http", "option httplog", "option forwardfor"]));
+      expect(d).toEqual(expect.arrayContaining(["mode http", "option httplog"]));
+      // option forwardfor appends to the client's own X-Forwarded-For: fe_https replaces it instead.
+      expect(d).not.toContain("option forwardfor");
     });
 
     it("answers ACME challenges before redirecting everything else to HTTPS (HAP-02)", () => {
@@ -108,22 +110,24 @@ describe("HAProxy family", () => {
       for (const [name, lines] of s) if (name.startsWith("frontend")) expect(lines.filter((l) => l.startsWith("stats"))).toEqual([]);
     });
 
-    it("terminates TLS with the combined PEM and overwrites X-Forwarded-Proto", () => {
+    it("terminates TLS with the combined PEM and overwrites X-Forwarded-Proto and X-Forwarded-For (HAP-04, issue #9 item 4)", () => {
       const fe = section(s, "frontend fe_https");
       const binds = fe.filter((l) => l.startsWith("bind "));
       const tail = `ssl crt ${p.haproxyPem} alpn h2,http/1.1`;
       expect(binds).toEqual(model.site.ipv6 ? [`bind :443 ${tail}`, `bind [::]:443 v6only ${tail}`] : [`bind :443 ${tail}`]);
       expect(fe).toContain("http-request set-header X-Forwarded-Proto https");
+      expect(fe).toContain("http-request set-header X-Forwarded-For %[src]");
+      expect([...s.values()].flat().filter((l) => /forwardfor/.test(l))).toEqual([]);
       expect(fe).toContain(`acl is_websocket path_beg ${model.site.websocket_path}`);
       expect(fe).toContain("use_backend be_ws if is_websocket");
       expect(fe).toContain("default_backend be_web");
     });
 
-    it("checks the app with HTTP/1.1 and the site's Host header, and lists every app host (HAP-03, HAP-10)", () => {
+    it("checks the app like a user's request: HTTP/1.1, the site's Host and X-Forwarded-Proto https, and lists every app host (HAP-03, HAP-10, issue #9 item 2)", () => {
       const be = section(s, "backend be_web");
       expect(be).toContain(`balance ${model.haproxy.balance}`);
       expect(be).toContain("option httpchk");
-      expect(be).toContain(`http-check send meth GET uri ${model.site.health_check_path} ver HTTP/1.1 hdr Host ${model.site.domain}`);
+      expect(be).toContain(`http-check send meth GET uri ${model.site.health_check_path} ver HTTP/1.1 hdr Host ${model.site.domain} hdr X-Forwarded-Proto https`);
       expect(be).toContain("http-check expect status 200");
       expect(be).toContain("default-server inter 3s fall 3 rise 2");
       const expected = model.topology.hosts.filter((h) => h.roles.has("app")).map((h) => `server ${h.name} ${h.address}:${model.haproxy.backend_port} check`);
@@ -131,9 +135,20 @@ describe("HAProxy family", () => {
       expect(expected.length).toBeGreaterThan(1);
     });
 
-    it("sends WebSockets to the asgi hosts with leastconn and the model's tunnel timeout", () => {
+    it("sends WebSockets to the asgi hosts with leastconn and the model's tunnel timeout, checked through daphne (issue #9 item 3)", () => {
       const be = section(s, "backend be_ws");
       expect(be).toContain("balance leastconn");
+      const ws = asgiHealthCheckPath(model);
+      expect(ws).toBe(`${model.site.websocket_path}${model.site.health_check_path.slice(1)}`);
+      expect(be).toContain(`http-check send meth GET uri ${ws} ver HTTP/1.1 hdr Host ${model.site.domain} hdr X-Forwarded-Proto https`);
+      // nginx on every asgi host proxies exactly that path to daphne's health check.
+      for (const web of ctxs.filter((c) => c.host.roles.has("asgi"))) {
+        const site = nginxFamily.files(web).find((f) => f.path === p.nginxSite)!;
+        const server = parseNginx(site.content).find((d) => d.name === "server")!.block!;
+        const location = server.find((d: Directive) => d.name === "location" && d.args.join(" ") === `= ${ws}`);
+        expect(location, `${web.host.name}: location = ${ws}`).toBeDefined();
+        expect(location!.block!.find((d: Directive) => d.name === "proxy_pass")!.args).toEqual([`http://novacloud_asgi${model.site.health_check_path}`]);
+      }
       expect(be).toContain(`timeout tunnel ${model.haproxy.timeout_tunnel}`);
       const expected = model.topology.hosts.filter((h) => h.roles.has("asgi")).map((h) => `server ${h.name} ${h.address}:${model.haproxy.backend_port} check`);
       expect(be.filter((l) => l.startsWith("server "))).toEqual(expected);
@@ -210,7 +225,7 @@ describe("HAProxy options and version gates", () => {
     expect(modern.filter((l) => l.startsWith("option httpchk"))).toEqual(["option httpchk"]);
     const legacy = check("2.1.12");
     expect(legacy.some((l) => l.startsWith("http-check send"))).toBe(false);
-    expect(legacy).toContain("option httpchk GET /health-check/ HTTP/1.1\\r\\nHost:\\ iot.example.com");
+    expect(legacy).toContain("option httpchk GET /health-check/ HTTP/1.1\\r\\nHost:\\ iot.example.com\\r\\nX-Forwarded-Proto:\\ https");
   });
 
   it("offers X25519MLKEM768 only with OpenSSL 3.5", () => {
@@ -240,7 +255,8 @@ describe("HAProxy options and version gates", () => {
     expect(section(s, "listen stats")).toContain("bind 127.0.0.1:9404");
     const web = section(s, "backend be_web");
     expect(web).toContain("balance leastconn");
-    expect(web).toContain("http-check send meth GET uri /up/ ver HTTP/1.1 hdr Host iot.example.com");
+    expect(web).toContain("http-check send meth GET uri /up/ ver HTTP/1.1 hdr Host iot.example.com hdr X-Forwarded-Proto https");
+    expect(section(s, "backend be_ws")).toContain("http-check send meth GET uri /socket/up/ ver HTTP/1.1 hdr Host iot.example.com hdr X-Forwarded-Proto https");
     expect(web).toContain("server app1 10.1.0.11:8090 check");
     expect(section(s, "defaults")).toEqual(expect.arrayContaining(["timeout connect 3s", "timeout client-fin 10s", "timeout http-keep-alive 2s"]));
     expect(section(s, "backend be_ws")).toContain("timeout tunnel 2h");

@@ -11,7 +11,9 @@ import { parse as parseToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import type { Step } from "../../src/artifacts/steps.js";
-import { mosquittoFamily } from "../../src/artifacts/mosquitto.js";
+import { haproxyFamily } from "../../src/artifacts/haproxy.js";
+import { DEVICE_PLACEHOLDER, mosquittoFamily } from "../../src/artifacts/mosquitto.js";
+import { nginxFamily } from "../../src/artifacts/nginx.js";
 import { hostContexts } from "../../src/artifacts/context.js";
 import { flowsTo, flowTable } from "../../src/model/flows.js";
 import { mqttLetsEncryptLive, pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
@@ -61,28 +63,66 @@ function byPath(files: FileSpec[], path: string): FileSpec {
 
 const lines = (text: string) => text.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
 
+/** The conf.d file as its listener blocks: "listener PORT [ADDRESS]" -> the lines under it. */
+function listenerBlocks(conf: string): Map<string, string[]> {
+  const blocks = new Map<string, string[]>();
+  let current: string[] | undefined;
+  for (const l of lines(conf)) {
+    if (l.startsWith("listener ")) blocks.set(l, (current = []));
+    else if (l.startsWith("connection ")) current = undefined;
+    else current?.push(l);
+  }
+  return blocks;
+}
+
+/** The minimal model with its broker on a host of its own and no lb (it terminates MQTT over TLS itself). */
+function separateBroker(change: (raw: Record<string, any>) => void = () => {}): Rendered {
+  return variant("minimal", (raw) => {
+    raw.hosts = { server: { address: "192.168.1.10", roles: ["web", "app", "db", "redis"] }, broker: { address: "192.168.1.20", roles: ["mqtt"] } };
+    raw.mqtt.tls_port = 8883;
+    raw.mqtt.domain = "mqtt.example.org";
+    change(raw);
+  });
+}
+
 describe("mosquitto family: files", () => {
-  it("renders exactly the conf.d file, the password file and the ACL on mqtt hosts, and nothing elsewhere", () => {
+  it("renders the conf.d file, the password file and the ACL on mqtt hosts (and the device ACL with a device listener), nothing elsewhere", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
       const p = pathsOf(r.model);
       for (const host of r.model.topology.hosts) {
         const files = r.files(host.name).map((f) => f.path).sort();
-        expect(files, `${name}/${host.name}`).toEqual(host.roles.has("mqtt") ? [p.mosquittoAcl, p.mosquittoConf, p.mosquittoPasswd].sort() : []);
+        const expected = host.roles.has("mqtt") ? [p.mosquittoAcl, p.mosquittoConf, p.mosquittoPasswd, ...(r.model.mqtt.tls_port === undefined ? [] : [p.mosquittoDeviceAcl])] : [];
+        expect(files, `${name}/${host.name}`).toEqual(expected.sort());
+        // The device password file is the operator's: never rendered, so never overwritten.
+        expect(files).not.toContain(p.mosquittoDevicePasswd);
       }
     }
   });
 
-  it("never repeats what Debian's main file sets (MQ-01), authenticates every listener alike and has no cafile (MQ-04, MQ-07)", () => {
+  it("never repeats what Debian's main file sets (MQ-01), gives every listener its own authentication and has no cafile (MQ-04, MQ-07)", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
       const p = pathsOf(r.model);
       for (const host of r.model.topology.mqtt) {
-        const conf = lines(byPath(r.files(host.name), p.mosquittoConf).content);
+        const content = byPath(r.files(host.name), p.mosquittoConf).content;
+        const conf = lines(content);
         const where = `${name}/${host.name}`;
         expect(conf.filter((l) => /^(log_dest|pid_file|persistence|include_dir)\b/.test(l)), where).toEqual([]);
         expect(conf.filter((l) => /^(cafile|capath|require_certificate)\b/.test(l)), where).toEqual([]);
-        expect(conf, where).toEqual(expect.arrayContaining(["per_listener_settings false", "allow_anonymous false", `password_file ${p.mosquittoPasswd}`, `acl_file ${p.mosquittoAcl}`]));
+        // per_listener_settings true, before any listener, and every listener with all three
+        // auth lines: never a listener that falls back to anonymous access.
+        expect(conf.indexOf("per_listener_settings true"), where).toBe(0);
+        const blocks = listenerBlocks(content);
+        for (const [listener, block] of blocks) {
+          const devices = r.model.mqtt.tls_port !== undefined && listener === [...blocks.keys()].at(-1);
+          const auth = devices ? [p.mosquittoDevicePasswd, p.mosquittoDeviceAcl] : [p.mosquittoPasswd, p.mosquittoAcl];
+          expect(block.filter((l) => /^(allow_anonymous|password_file|acl_file) /.test(l)), `${where}: ${listener}`).toEqual([
+            "allow_anonymous false",
+            `password_file ${auth[0]}`,
+            `acl_file ${auth[1]}`,
+          ]);
+        }
       }
     }
   });
@@ -108,20 +148,30 @@ describe("mosquitto family: files", () => {
     expect(clients(sentinel, "data2")).toEqual([]);
   });
 
-  it("has a TLS listener on every address with the copied certificate exactly when mqtt.tls_port is set", () => {
+  it("has a device listener exactly when mqtt.tls_port is set: TLS on every address without an lb, plain on the private address behind one (issue #9 item 5)", () => {
     for (const name of fixtureNames()) {
       const r = fixture(name);
       const p = pathsOf(r.model);
       for (const host of r.model.topology.mqtt) {
-        const conf = lines(byPath(r.files(host.name), p.mosquittoConf).content);
+        const content = byPath(r.files(host.name), p.mosquittoConf).content;
+        const conf = lines(content);
         const tls = r.model.mqtt.tls_port;
+        const deviceListeners = [...listenerBlocks(content)].filter(([, block]) => block.includes(`password_file ${p.mosquittoDevicePasswd}`));
         if (tls === undefined) {
           expect(conf.filter((l) => /^(certfile|keyfile|tls_version)\b/.test(l)), name).toEqual([]);
+          expect(deviceListeners, name).toEqual([]);
           continue;
         }
-        const at = conf.indexOf(`listener ${tls}`);
-        expect(at, `${name}/${host.name}: listener ${tls}`).toBeGreaterThanOrEqual(0);
-        expect(conf.slice(at + 1, at + 4)).toEqual([`certfile ${p.mosquittoCert}`, `keyfile ${p.mosquittoKey}`, "tls_version tlsv1.2"]);
+        expect(deviceListeners, `${name}/${host.name}`).toHaveLength(1);
+        const [listener, block] = deviceListeners[0]!;
+        if (r.model.topology.lb) {
+          // HAProxy terminated TLS: plain MQTT from the lb only, on the private address.
+          expect(listener).toBe(`listener ${r.model.mqtt.device_port} ${host.address}`);
+          expect(block.filter((l) => /^(certfile|keyfile|tls_version)\b/.test(l))).toEqual([]);
+        } else {
+          expect(listener).toBe(`listener ${tls}`);
+          expect(block.slice(0, 3)).toEqual([`certfile ${p.mosquittoCert}`, `keyfile ${p.mosquittoKey}`, "tls_version tlsv1.2"]);
+        }
       }
     }
   });
@@ -133,6 +183,9 @@ describe("mosquitto family: files", () => {
       for (const host of r.model.topology.mqtt) {
         const passwd = byPath(r.files(host.name), p.mosquittoPasswd);
         expect([passwd.mode, passwd.owner, passwd.group], `${name}: MQ-09`).toEqual([0o600, "mosquitto", "mosquitto"]);
+        // Nothing but user:hash lines: mosquitto_passwd calls a comment line corruption and
+        // drops the users it could not read (issue #9 item 6).
+        expect(passwd.content.split("\n").filter((l) => l !== "" && !/^[^#:\s][^:\s]*:\$7\$/.test(l)), `${name}/${host.name}`).toEqual([]);
         const entries = new Map(lines(passwd.content).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
         const expected: [string, string][] = [[r.model.mqtt.username, r.secrets.mqttPassword!]];
         if (r.model.topology.mqtt.length > 1 && host.name === r.model.topology.mqttHub!.name) expected.push([r.model.mqtt.bridge_username, r.secrets.mqttBridgePassword!]);
@@ -158,11 +211,15 @@ describe("mosquitto family: files", () => {
     const platform = sentinel.model.mqtt.username;
     const bridge = sentinel.model.mqtt.bridge_username;
     const device = `pattern readwrite ${sentinel.model.mqtt.device_prefix}/%u/#`;
-    expect(hubAcl).toEqual([`user ${platform}`, "topic readwrite #", `user ${bridge}`, "topic readwrite #", device]);
-    expect(leafAcl).toEqual([`user ${platform}`, "topic readwrite #", device]);
-    const acl = byPath(sentinel.files("data1"), p.mosquittoAcl);
-    // The broker (as mosquitto) reads it; from 2.0.16 it warns about files it does not own or others can read.
-    expect([acl.mode & 0o007, acl.owner]).toEqual([0, "mosquitto"]);
+    expect(hubAcl).toEqual([`user ${platform}`, "topic readwrite #", `user ${bridge}`, "topic readwrite #"]);
+    expect(leafAcl).toEqual([`user ${platform}`, "topic readwrite #"]);
+    // Devices log in on their own listener, whose ACL has the pattern only.
+    for (const broker of ["data1", "data2"]) expect(lines(byPath(sentinel.files(broker), p.mosquittoDeviceAcl).content)).toEqual([device]);
+    for (const path of [p.mosquittoAcl, p.mosquittoDeviceAcl]) {
+      const acl = byPath(sentinel.files("data1"), path);
+      // The broker (as mosquitto) reads it; from 2.0.16 it warns about files it does not own or others can read.
+      expect([acl.mode & 0o007, acl.owner]).toEqual([0, "mosquitto"]);
+    }
   });
 
   it("bridges every other broker to the hub (a star), with the bridge password only in a file the broker's group reads", () => {
@@ -236,32 +293,71 @@ describe("mosquitto family: runbook", () => {
     }
   });
 
-  it("Let's Encrypt: a separate mqtt host gets its own certificate for mqtt.domain with certbot --standalone, for the deploy hook to copy", () => {
+  it("behind an lb the broker needs no certificate: HAProxy terminates MQTT over TLS with the lb's, which names mqtt.domain (issue #9 item 5)", () => {
     const r = fixture("ha-cluster");
+    expect(r.model.mqtt.domain).toBe("mqtt.iot.example.com");
+    const steps = r.steps("mqtt1");
+    expect(steps.filter((s) => s.phase === "certificates")).toEqual([]);
+    expect(allCommands(steps).filter((c) => c.includes("certbot"))).toEqual([]);
+    const lb = hostContexts(r.model, r.secrets, pbkdf2Js).find((c) => c.host.name === "lb1")!;
+    const certbot = allCommands(haproxyFamily.steps!(lb)).filter((c) => c.startsWith("certbot "));
+    expect(certbot).toHaveLength(1);
+    expect(certbot[0]).toContain(`-d ${r.model.site.domain} -d www.iot.example.com -d ${r.model.mqtt.domain} `);
+  });
+
+  it("Let's Encrypt: a broker of its own (no lb) gets its own certificate for mqtt.domain with certbot --standalone, for the deploy hook to copy", () => {
+    const r = separateBroker();
     const p = pathsOf(r.model);
-    const commands = allCommands(r.steps("mqtt1"));
-    const certbot = commands.filter((c) => c.startsWith("certbot "));
+    const certbot = allCommands(r.steps("broker")).filter((c) => c.startsWith("certbot "));
     expect(certbot).toHaveLength(1);
     expect(certbot[0]).toMatch(/^certbot certonly --standalone /);
     expect(certbot[0]).toContain(`-d ${r.model.mqtt.domain}`);
-    expect(r.model.mqtt.domain).toBe("mqtt.iot.example.com");
     // The lineage certbot creates is the one the deploy hook is run for (paths.ts).
     expect(certbot[0]).toContain(`--cert-name ${r.model.mqtt.domain}`);
     expect(mqttLetsEncryptLive(r.model)).toBe(`/etc/letsencrypt/live/${r.model.mqtt.domain}`);
-    expect(r.steps("mqtt1").find((s) => s.phase === "certificates")!.why).toContain(p.certbotDeployHook);
+    expect(r.steps("broker").find((s) => s.phase === "certificates")!.why).toContain(p.certbotDeployHook);
   });
 
-  it("Let's Encrypt on the public web host: the site's certificate when mqtt.domain is the site name, webroot for an alias", () => {
+  it("Let's Encrypt on the public web host: the site's certificate is the MQTT one, and names mqtt.domain when it is another name", () => {
     const single = fixture("single-node");
     const commands = allCommands(single.steps("node1"));
     expect(commands.filter((c) => c.startsWith("certbot "))).toEqual([]);
     expect(single.model.mqtt.domain).toBe(single.model.site.domain);
     expect(single.steps("node1").find((s) => s.phase === "certificates")!.why).toMatch(/site certificate/);
-    const alias = variant("single-node", (raw) => (raw.mqtt.domain = "www.iot.example.com"));
-    const certbot = allCommands(alias.steps("node1")).filter((c) => c.startsWith("certbot "));
-    expect(certbot).toHaveLength(1);
-    expect(certbot[0]).toMatch(new RegExp(`^certbot certonly --webroot -w ${pathsOf(alias.model).acmeWebroot} `));
-    expect(certbot[0]).toContain("-d www.iot.example.com");
+    const other = variant("single-node", (raw) => (raw.mqtt.domain = "mqtt.iot.example.com"));
+    expect(allCommands(other.steps("node1")).filter((c) => c.startsWith("certbot "))).toEqual([]);
+    // nginx's certbot line (webroot, port 80 is nginx's) asks for the site's names and mqtt.domain in one lineage.
+    const node = hostContexts(other.model, other.secrets, pbkdf2Js)[0]!;
+    const nginx = allCommands(nginxFamily.steps!(node)).filter((c) => c.startsWith("certbot "));
+    expect(nginx).toHaveLength(1);
+    expect(nginx[0]).toContain("-d mqtt.iot.example.com");
+    // nginx's port 80 answers the challenge for it; HTTPS serves the site's names only.
+    const site = nginxFamily.files(node).find((f) => f.path === pathsOf(other.model).nginxSite)!.content;
+    const serverNames = site.split("\n").filter((l) => l.trim().startsWith("server_name ") && !l.includes(" _;"));
+    expect(serverNames.map((l) => l.includes("mqtt.iot.example.com"))).toEqual([true, false]);
+    expect(mqttLetsEncryptLive(other.model)).toBe(siteCertificate(other.model).certificate.replace(/\/fullchain\.pem$/, ""));
+  });
+
+  it("creates the device password file once, empty, for the broker, and says how to add a device without a password on the command line (issue #9 item 6)", () => {
+    for (const [r, host, others] of [
+      [fixture("single-node"), "node1", []],
+      [fixture("ha-sentinel"), "data2", ["data1"]],
+    ] as const) {
+      const p = pathsOf(r.model);
+      const steps = r.steps(host);
+      const file = steps.find((s) => s.id === "mosquitto.devices-file")!;
+      expect(file.phase).toBe("files");
+      expect(file.action).toEqual({ kind: "commands", commands: [{ run: `install -m 0600 -o mosquitto -g mosquitto /dev/null ${p.mosquittoDevicePasswd}`, creates: p.mosquittoDevicePasswd }] });
+      // Before the broker starts: it refuses to start without its password files.
+      expect(steps.indexOf(file)).toBeLessThan(steps.findIndex((s) => s.id === "mosquitto.restart"));
+      const add = steps.find((s) => s.id === "mosquitto.add-device")!;
+      expect(add.interactive).toBe(true);
+      expect(add.action).toEqual({ kind: "manual", lines: [`mosquitto_passwd ${p.mosquittoDevicePasswd} ${DEVICE_PLACEHOLDER}`, "systemctl reload mosquitto"] });
+      for (const other of others) expect(add.why).toContain(other);
+    }
+    // No device listener (no tls_port): no device file and nothing to add.
+    const minimal = fixture("minimal");
+    expect(minimal.steps("server").filter((s) => s.id.startsWith("mosquitto.devices") || s.id === "mosquitto.add-device")).toEqual([]);
   });
 
   it("certificate files: copied for the mosquitto user from the site certificate paths, key 0600", () => {
@@ -272,5 +368,43 @@ describe("mosquitto family: runbook", () => {
     expect(commands).toContain(`install -D -o mosquitto -g mosquitto -m 0600 ${cert.key} ${p.mosquittoKey}`);
     expect(commands.some((c) => c.includes(`${cert.certificate} ${p.mosquittoCert}`) && c.includes("-o mosquitto"))).toBe(true);
     expect(commands.filter((c) => c.startsWith("certbot "))).toEqual([]);
+  });
+});
+
+describe("MQTT over TLS in the model (issue #9 item 5)", () => {
+  const warnings = (raw: Record<string, any>) => {
+    const parsed = parseModel(raw);
+    if (!parsed.ok) throw new Error(parsed.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
+    return parsed.warnings.filter((w) => w.path.startsWith("mqtt."));
+  };
+  const raw = (name: string) => parseToml(readFileSync(loadFixture(name).modelPath, "utf8")) as Record<string, any>;
+
+  it("warns that no device can reach a broker without mqtt.tls_port, single host or not", () => {
+    const single = warnings(raw("minimal"));
+    expect(single.map((w) => w.path)).toEqual(["mqtt.tls_port"]);
+    expect(single[0]!.message).toMatch(/no device can reach it/);
+    const cluster = raw("ha-cluster");
+    delete cluster.mqtt.tls_port;
+    expect(warnings(cluster).map((w) => w.path)).toEqual(["mqtt.tls_port"]);
+    for (const name of ["single-node", "ha-cluster", "ha-sentinel"]) expect(warnings(raw(name)), name).toEqual([]);
+  });
+
+  it("behind an lb: devices enter on the lb's TLS port, and only the lb reaches the brokers' device listeners", () => {
+    const m = loadFixture("ha-sentinel").model;
+    const table = flowTable(m);
+    expect(table.entries.filter((e) => e.service === "mqtt-tls").map((e) => `${e.to.name}:${e.port}`)).toEqual(["lb:8883"]);
+    // No port 80 on a broker for a certificate it does not need (the name resolves to the lb).
+    expect(table.entries.filter((e) => m.topology.mqtt.some((b) => b.name === e.to.name) && e.service !== "ssh")).toEqual([]);
+    const devices = table.flows.filter((f) => f.service === "mqtt-devices").map((f) => `${f.from.name} -> ${f.to.name}:${f.port}`);
+    expect(devices).toEqual(["lb -> data1:1884", "lb -> data2:1884"]);
+  });
+
+  it("without an lb: devices enter on the broker itself, which answers its own ACME challenge on port 80 when it is not the site's host", () => {
+    const single = loadFixture("single-node").model;
+    expect(flowTable(single).entries.filter((e) => e.service === "mqtt-tls").map((e) => `${e.to.name}:${e.port}`)).toEqual(["node1:8883"]);
+    const r = separateBroker();
+    const entries = flowTable(r.model).entries.filter((e) => e.to.name === "broker" && e.service !== "ssh");
+    expect(entries.map((e) => `${e.service}:${e.port}`)).toEqual(["mqtt-tls:8883", "http:80"]);
+    expect(flowTable(r.model).flows.filter((f) => f.service === "mqtt-devices")).toEqual([]);
   });
 });

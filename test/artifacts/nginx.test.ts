@@ -159,6 +159,9 @@ describe("nginx family", () => {
       for (const l of proxying) expect(l.effective, `location ${l.location}`).toEqual(expect.arrayContaining(set));
       const host = set.find((s) => s.startsWith("proxy_set_header Host "));
       expect(host).toBe("proxy_set_header Host $host");
+      // One address, the client's as nginx took it: never the client's own chain appended to
+      // (issue #9 item 4: daphne and Django code read the first, client-chosen entry).
+      expect(set.find((s) => s.startsWith("proxy_set_header X-Forwarded-For "))).toBe("proxy_set_header X-Forwarded-For $remote_addr");
       const xfh = set.find((s) => s.startsWith("proxy_set_header X-Forwarded-Host "));
       if (xfh !== undefined) expect(xfh).toBe("proxy_set_header X-Forwarded-Host $host");
       const everyArg = r.site.flatMap(function flat(d): string[] {
@@ -223,6 +226,8 @@ describe("nginx family", () => {
         expect(args(main, "server_name")).toEqual([model.siteNames.join(" ")]);
         expect(args(main, "set_real_ip_from")).toEqual([lb.address]);
         expect(args(main, "real_ip_header")).toEqual(["X-Forwarded-For"]);
+        // The last address of HAProxy's header, not the first one a client could have chosen.
+        expect(all(r.site, "real_ip_recursive")).toEqual([]);
         const proto = args(parseNginx(r.text(r.p.nginxProxyHeaders)), "proxy_set_header").find((a) => a.startsWith("X-Forwarded-Proto "));
         expect(proto).toBe("X-Forwarded-Proto $http_x_forwarded_proto");
         expect(r.files.has(r.p.nginxAcmeSite)).toBe(false);

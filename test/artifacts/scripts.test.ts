@@ -26,6 +26,14 @@ function file(ctx: HostContext, path: string): FileSpec {
 
 const host = (fixture: string, name: string) => contextOf(hostContexts(fixture), name);
 
+/** The minimal model with its broker on a host of its own and no lb: the broker terminates MQTT over TLS itself. */
+const separateBroker = (changes: Record<string, unknown> = {}) =>
+  contextsWith("minimal", {
+    hosts: { server: { address: "192.168.1.10", roles: ["web", "app", "db", "redis"] }, broker: { address: "192.168.1.20", roles: ["mqtt"] } },
+    mqtt: { tls_port: 8883, domain: "mqtt.example.org" },
+    ...changes,
+  });
+
 /** Lines of a script that are not comments or blank. */
 function code(content: string): string[] {
   return content.split("\n").filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"));
@@ -62,7 +70,9 @@ describe("which host gets which file", () => {
     if (django) expected.set(p.updateScript, [0o755, "root", "root"]);
     if (roles.has("app")) expected.set(p.logrotate, [0o644, "root", "root"]);
     expected.set(p.firewallScript, [0o755, "root", "root"]);
-    if (le && (terminates || (roles.has("mqtt") && ctx.model.mqtt.tls_port !== undefined))) expected.set(p.certbotDeployHook, [0o755, "root", "root"]);
+    // A broker copies its own certificate only when it terminates MQTT over TLS itself (no lb).
+    const brokerTls = roles.has("mqtt") && ctx.model.mqtt.tls_port !== undefined && !ctx.model.topology.lb;
+    if (le && (terminates || brokerTls)) expected.set(p.certbotDeployHook, [0o755, "root", "root"]);
     const got = new Map([...files(ctx)].map(([path, f]) => [path, [f.mode, f.owner ?? "root", f.group ?? "root"]]));
     expect(got).toEqual(expected);
   });
@@ -332,15 +342,18 @@ describe("firewall (errata 15)", () => {
     for (const r of rules) expect(lines.join("\n")).toContain(String(r.port));
   });
 
-  it("opens 80/443 only on the host that terminates TLS, and the MQTT TLS port on MQTT hosts", () => {
+  it("opens 80/443 only on the host that terminates TLS, and the MQTT TLS port where MQTT over TLS ends (issue #9 item 5)", () => {
     const public_ = (ctx: HostContext) => ufw(ctx).rules.filter((r) => r.from === undefined && r.port !== ctx.model.firewall.ssh_port).map((r) => r.port);
-    expect(public_(host("ha-cluster", "lb1"))).toEqual([80, 443]);
+    // Behind an lb, HAProxy terminates MQTT over TLS: the broker opens nothing to the world,
+    // not even port 80 for a challenge that would reach the lb (mqtt.domain resolves there).
+    expect(public_(host("ha-cluster", "lb1"))).toEqual([80, 443, 8883]);
     expect(public_(host("ha-cluster", "app1"))).toEqual([]);
-    // mqtt1 gets its Let's Encrypt certificate itself (HTTP-01 on port 80).
-    expect(public_(host("ha-cluster", "mqtt1"))).toEqual([80, 8883]);
+    expect(public_(host("ha-cluster", "mqtt1"))).toEqual([]);
+    expect(public_(contextOf(contextsWith("ha-cluster", { site: { tls: { mode: "files", certificate: "/etc/ssl/c.pem", key: "/etc/ssl/k.pem" } } }), "mqtt1"))).toEqual([]);
     expect(public_(host("single-node", "node1"))).toEqual([80, 443, 8883]);
-    // Certificate files: no port 80 for ACME on an MQTT host; no TLS listener, no MQTT port.
-    expect(public_(contextOf(contextsWith("ha-cluster", { site: { tls: { mode: "files", certificate: "/etc/ssl/c.pem", key: "/etc/ssl/k.pem" } } }), "mqtt1"))).toEqual([8883]);
+    // Without an lb, a broker of its own gets its Let's Encrypt certificate itself (HTTP-01 on port 80).
+    expect(public_(contextOf(separateBroker(), "broker"))).toEqual([80, 8883]);
+    expect(public_(contextOf(separateBroker({ site: { tls: { mode: "files", certificate: "/etc/ssl/c.pem", key: "/etc/ssl/k.pem" } } }), "broker"))).toEqual([8883]);
     expect(public_(host("options", "iot1"))).toEqual([80, 443]);
   });
 
@@ -393,8 +406,12 @@ describe("certbot deploy hook (TLS-01)", () => {
     expect(lb).toContain("systemctl reload haproxy");
     expect(lb).not.toContain("mosquitto");
     expect(lb).not.toContain("nginx");
-    const mqtt = file(host("ha-cluster", "mqtt1"), "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
-    expect(mqtt).toContain(`readonly MQTT_LINEAGE=${mqttLetsEncryptLive(model)}\n`);
+    // Behind the lb the broker holds no certificate (HAProxy terminates MQTT over TLS).
+    expect([...files(host("ha-cluster", "mqtt1")).keys()]).not.toContain(pathsOf(model).certbotDeployHook);
+    const broker = contextOf(separateBroker(), "broker");
+    const mqtt = file(broker, "/etc/letsencrypt/renewal-hooks/deploy/novacloud").content;
+    expect(mqttLetsEncryptLive(broker.model)).toBe("/etc/letsencrypt/live/mqtt.example.org");
+    expect(mqtt).toContain(`readonly MQTT_LINEAGE=${mqttLetsEncryptLive(broker.model)}\n`);
     expect(mqtt).toContain(`mv -f -- ${pathsOf(model).mosquittoKey}.new ${pathsOf(model).mosquittoKey}`);
     expect(mqtt).toContain("install -o mosquitto -g mosquitto -m 0600 -- \"$lineage/privkey.pem\"");
     expect(mqtt).toContain("systemctl reload mosquitto");

@@ -89,7 +89,10 @@ const topology = fc
       hosts[name] = { address: t.addresses[i]!, roles: [...roles[i]!] };
     });
     const django = roles.some((r) => ["app", "asgi", "worker", "scheduler"].some((x) => r.has(x)));
-    return { hosts, standbys: standbys.length, redisCount, mqttCount: mqtt.length, django, single: n === 1 };
+    const lb = roles.some((r) => r.has("lb"));
+    // Without an lb, devices reach the one broker by a name of its own unless it is the web host.
+    const brokerOnWeb = mqtt.length === 1 && roles[mqtt[0]!]!.has("web");
+    return { hosts, standbys: standbys.length, redisCount, mqttCount: mqtt.length, django, single: n === 1, lb, brokerOnWeb };
   });
 
 const optional = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
@@ -156,6 +159,7 @@ export const validModel: fc.Arbitrary<ModelObject> = fc
     ];
     const hostsOff = r.composeOnly;
     const t = r.topo;
+    const mqttTls = r.mqttTls && (hostsOff || t.lb || t.mqttCount === 1);
     const g = r.gunicorn;
     const model: Record<string, unknown> = {
       platform: r.distribution ? { distribution: r.distribution } : undefined,
@@ -198,8 +202,10 @@ export const validModel: fc.Arbitrary<ModelObject> = fc
       }),
       mqtt: compact({
         port: r.setPorts ? mPort : undefined,
-        tls_port: r.mqttTls ? mtPort : undefined,
-        domain: r.mqttDomain,
+        // MQTT over TLS ends on the lb, or on the one broker (the rules refuse several without an lb).
+        tls_port: mqttTls ? mtPort : undefined,
+        // A broker away from the site's host needs a name of its own (the site's resolve elsewhere).
+        domain: mqttTls && !t.lb && !t.brokerOnWeb ? `mqtt.${r.domain}` : r.mqttDomain,
         username: r.mqttUser,
         password: ref("PROP_MQTT_PASSWORD"),
         bridge_password: t.mqttCount > 1 ? ref("PROP_BRIDGE_PASSWORD") : undefined,

@@ -96,6 +96,8 @@ export interface Broker {
   readonly mainConf: string;
   /** Everything the broker said: its stdout/stderr and its log file. */
   log(): string;
+  /** Stops it and starts it again from the same files (`systemctl restart mosquitto`). */
+  restart(): Promise<Broker>;
   /** The sandbox port of the listener rendered as `listener <port> [address]`. */
   port(filter: (l: RelocatedListener) => boolean): number;
 }
@@ -146,6 +148,11 @@ export async function startBroker(box: Sandbox, name: string, input: BrokerFiles
     mainPath = box.write(`${name}/mosquitto.conf`, conf);
   }
   giveToMosquitto(dir);
+  return launch(name, mainPath, listeners, logFile, conf);
+}
+
+/** Runs mosquitto with `mainPath` and waits until every listener accepts connections. */
+async function launch(name: string, mainPath: string, listeners: readonly RelocatedListener[], logFile: string | undefined, conf: string): Promise<Broker> {
   const server = startServer("mosquitto", ["-c", mainPath]);
   const log = () => `${server.output()}${logFile && existsSync(logFile) ? readFileSync(logFile, "utf8") : ""}`;
   const exited = () => server.process.exitCode !== null || server.process.signalCode !== null;
@@ -162,6 +169,10 @@ export async function startBroker(box: Sandbox, name: string, input: BrokerFiles
     listeners,
     mainConf: mainPath,
     log,
+    restart: async () => {
+      await server.stop();
+      return launch(name, mainPath, listeners, logFile, conf);
+    },
     port(filter) {
       const found = listeners.find(filter);
       if (!found) throw new Error(`no such listener in ${mainPath}: ${JSON.stringify(listeners)}`);

@@ -5,7 +5,9 @@
  * are refused, the platform user with the fixture's password (the options fixture's is full of
  * quotes, `$`, `#`, backslashes and spaces) publishes and subscribes, over TLS too. The two
  * bridged brokers of ha-sentinel carry a message from the leaf to the hub and back, and a
- * conf.d file that repeats Debian's `log_dest file` is caught (MQ-01).
+ * conf.d file that repeats Debian's `log_dest file` is caught (MQ-01). The device listener
+ * refuses the platform user (its password file holds device accounts only), and
+ * mosquitto_passwd edits every rendered password file without losing a user.
  */
 import { pbkdf2Js } from "../../src/crypto.js";
 import { readFileSync } from "node:fs";
@@ -16,11 +18,12 @@ import type { Model } from "../../src/model/normalize.js";
 import { resolveSecrets } from "../../src/model/secrets.js";
 import { mosquittoFamily } from "../../src/artifacts/mosquitto.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
-import { programsAvailable, sandbox, selfSignedCertificate, stopAll, type Sandbox } from "../helpers/programs.js";
+import { programsAvailable, run, sandbox, selfSignedCertificate, stopAll, type Sandbox } from "../helpers/programs.js";
 import { clientConfig, debianMainConf, publish, roundTrip, startBroker } from "../helpers/mosquitto.js";
 
 const available = programsAvailable("mosquitto lint", {
   mosquitto: "mosquitto",
+  mosquitto_passwd: "mosquitto",
   mosquitto_pub: "mosquitto-clients",
   mosquitto_sub: "mosquitto-clients",
   openssl: "openssl",
@@ -67,6 +70,9 @@ async function hostBroker(box: Sandbox, model: Model, tree: Tree, host: string, 
       files: {
         [p.mosquittoPasswd]: file(tree, host, p.mosquittoPasswd),
         [p.mosquittoAcl]: file(tree, host, p.mosquittoAcl),
+        // With a device listener: its rendered ACL, and the device password file as the
+        // runbook creates it (empty).
+        ...(tree.has(`${host}${p.mosquittoDeviceAcl}`) ? { [p.mosquittoDeviceAcl]: file(tree, host, p.mosquittoDeviceAcl), [p.mosquittoDevicePasswd]: "" } : {}),
         [p.mosquittoCert]: readCert(cert.cert),
         [p.mosquittoKey]: readCert(cert.key),
       },
@@ -94,7 +100,7 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
     expect(new Set(cases.map((c) => c.name))).toContain("options");
   });
 
-  it.each(cases)("$name/$host: stays up, refuses anonymous and wrong passwords, round-trips as the platform user", async ({ name, host }) => {
+  it.each(cases)("$name/$host: stays up, refuses anonymous and wrong passwords, round-trips as the platform user (not on the device listener)", async ({ name, host }) => {
     const f = loadFixture(name);
     const model = f.model;
     const tree = renderMosquitto(name);
@@ -108,6 +114,8 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
     const none = clientConfig(box, "anonymous", undefined);
     const user = model.mqtt.username;
 
+    // The device listener: the TLS one without an lb, the plain one on device_port behind it.
+    const isDevices = (l: { port: number; tls: boolean }) => model.mqtt.tls_port !== undefined && (model.topology.lb ? l.port === model.mqtt.device_port : l.tls);
     for (const l of broker.listeners) {
       const port = l.sandboxPort;
       const tls = l.tls ? { cafile } : {};
@@ -117,10 +125,35 @@ describe.skipIf(!available)("mosquitto 2.0.11 runs the rendered configuration", 
       const bad = publish({ port, user, config: wrong, ...tls }, "t/wrong", "x");
       expect(bad.code, `${where}: a wrong password was accepted on listener ${l.port}:\n${bad.output}\n${broker.log()}`).not.toBe(0);
       expect(bad.output, `${where}: listener ${l.port}`).toMatch(/not authori[sz]ed/);
+      if (isDevices(l)) {
+        // Device accounts only: the platform user is refused there (its password file is not this listener's).
+        const platform = publish({ port, user, config: good, ...tls }, "t/platform", "x");
+        expect(platform.code, `${where}: the platform user logged in on the device listener ${l.port}:\n${platform.output}`).not.toBe(0);
+        expect(platform.output).toMatch(/not authori[sz]ed/);
+        continue;
+      }
       const rt = await roundTrip({ port, user, config: good, ...tls }, { port, user, config: good, ...tls }, `${model.project.name}/lint/${l.sandboxPort}`, `hello ${l.port}`);
       expect(rt.received, `${where}: no round trip as ${user} on listener ${l.port} ${l.address ?? "*"}:\n${rt.output}\n${broker.log()}`).toBe(`hello ${l.port}`);
     }
+    expect(broker.listeners.filter(isDevices), `${where}: one device listener exactly when mqtt.tls_port is set`).toHaveLength(model.mqtt.tls_port === undefined ? 0 : 1);
     expect(broker.server.process.exitCode, broker.log()).toBeNull();
+  });
+
+  it.each(cases)("$name/$host: mosquitto_passwd -b edits the rendered password file and keeps every rendered user (issue #9 item 6)", ({ name, host }) => {
+    const model = loadFixture(name).model;
+    const tree = renderMosquitto(name);
+    const box = sandbox("ncr-mq-passwd-");
+    boxes.push(box);
+    const original = file(tree, host, pathsOf(model).mosquittoPasswd);
+    const copy = box.write("passwd", original, 0o600);
+    // -b puts the password on the command line: fine for a test, not for the runbook.
+    const r = run("mosquitto_passwd", ["-b", copy, "extra-user", "extra-password"]);
+    expect(r.code, r.output).toBe(0);
+    expect(r.output, `${name}/${host}: mosquitto_passwd rejected the rendered file`).not.toMatch(/corrupt/i);
+    const after = readFileSync(copy, "utf8").trim().split("\n");
+    // Every rendered user is still there, hash and all, so its password still works.
+    for (const line of original.trim().split("\n")) expect(after, `${name}/${host}: ${line.split(":")[0]} was dropped`).toContain(line);
+    expect(after.map((l) => l.split(":")[0])).toContain("extra-user");
   });
 
   it("ha-sentinel: the leaf's bridge carries messages to the hub and back (star of bridges)", async () => {

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
-import { pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
+import { asgiHealthCheckPath, pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
 import type { FileSpec } from "../../src/tree.js";
 import { fixtureNames, renderedAcrossFixtures } from "../helpers/fixtures.js";
 import {
@@ -345,6 +345,14 @@ describe.skipIf(!available)("nginx started with a rendered site", () => {
       expect(req.headers["x-real-ip"]).toBe("203.0.113.7");
       expect(req.headers["x-forwarded-for"]).toBe("203.0.113.7");
       expect(req.headers["x-forwarded-proto"]).toBe("https");
+      // A chain (a client's own entry in front of HAProxy's): the app gets the last one only.
+      const chained = await curl(["-H", `Host: ${m.site.domain}`, "-H", "X-Forwarded-For: 6.6.6.6, 203.0.113.7", `${base}/dashboard/`]);
+      expect(chained.status, chained.output).toBe(200);
+      expect(wsgi.seen.at(-1)!.headers["x-forwarded-for"]).toBe("203.0.113.7");
+      // HAProxy's be_ws check reaches daphne's health check (issue #9 item 3).
+      const wsCheck = await curl([...headers, `${base}${asgiHealthCheckPath(m)}`]);
+      expect(wsCheck.status, wsCheck.output).toBe(200);
+      expect(asgi.seen.at(-1)!.url).toBe(m.site.health_check_path);
       const css = await curl([...headers, `${base}${m.site.static_url}app.css`]);
       expect(css.status, css.output).toBe(200);
       expectSecurityHeaders(css, "static file behind the lb", ctx);
