@@ -14,7 +14,7 @@ import { redisFamily } from "./artifacts/redis.js";
 import { runbookFile } from "./artifacts/runbook.js";
 import { scriptsFamily } from "./artifacts/scripts.js";
 import { systemdFamily } from "./artifacts/systemd.js";
-import { pbkdf2Js, type Pbkdf2 } from "./crypto.js";
+import { kdfOwnedBy, pbkdf2Js, type Pbkdf2 } from "./crypto.js";
 import { ModelError } from "./model/errors.js";
 import type { Model } from "./model/normalize.js";
 import { isValidatedModel, parseModel } from "./model/parse.js";
@@ -34,7 +34,10 @@ const HOST_FAMILIES: readonly HostFamily[] = [
 ];
 
 export interface RenderOptions extends SecretSources {
-  /** PBKDF2 for the password hashes in the output; defaults to a pure-JavaScript one. */
+  /**
+   * PBKDF2 for the password hashes in the output; defaults to a pure-JavaScript one. Hashes
+   * are remembered for the renders that pass this same options object, and only for them.
+   */
   readonly pbkdf2?: Pbkdf2;
 }
 
@@ -56,7 +59,8 @@ export function render(input: unknown, options: RenderOptions = {}): Tree {
   if (issues.length > 0) throw new ModelError(issues);
   const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
   if (formatIssues.length > 0) throw new ModelError(formatIssues);
-  const kdf = options.pbkdf2 ?? pbkdf2Js;
+  // Hashes live as long as the options object the caller passed, never longer (src/crypto.ts).
+  const kdf = kdfOwnedBy(options, options.pbkdf2 ?? pbkdf2Js);
   const files: [string, TreeFile][] = [];
   for (const ctx of hostContexts(model, secrets, kdf)) {
     const specs = HOST_FAMILIES.flatMap((family) => family.files(ctx));

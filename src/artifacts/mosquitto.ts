@@ -61,8 +61,8 @@ export interface MosquittoConfView {
 }
 
 /** Users in the password file, with the hash mosquitto_passwd would write (never the password). */
-function passwdView(users: readonly { name: string; password: string; why: string }[], kdf: Pbkdf2) {
-  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password, kdf), why: u.why })) };
+function passwdView(model: Model, users: readonly { name: string; password: string; why: string }[], kdf: Pbkdf2) {
+  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password, model, kdf), why: u.why })) };
 }
 
 function aclView(model: Model, bridgeUser: string | undefined) {
@@ -149,7 +149,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     // The broker drops to the mosquitto user right after reading its configuration and only then
     // opens these files (also on SIGHUP); from 2.0.16 it warns about a file it does not own or
     // that others can read (MQ-09), so both belong to mosquitto and the hashes stay 0600.
-    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(users, ctx.kdf), {
+    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(model, users, ctx.kdf), {
       comment: "#",
       mode: MODE.secret,
       owner: MOSQUITTO_USER,
@@ -199,7 +199,7 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword"), why: "the platform (Django, Celery)" }];
   return [
     templateFile(files.conf, "mosquitto/mosquitto.conf.njk", view, { comment: "#" }),
-    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(users, kdf), { comment: "#", mode: MODE.secret }),
+    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(model, users, kdf), { comment: "#", mode: MODE.secret }),
     templateFile(files.acl, "mosquitto/acl.njk", aclView(model, undefined), { comment: "#", mode: MODE.groupSecret }),
   ];
 }

@@ -130,9 +130,9 @@ function hbaView(ctx: HostContext) {
 }
 
 /** The password as PostgreSQL should store it: a SCRAM verifier, or the cleartext when SASLprep could change it. */
-function storedPassword(role: string, password: string, kdf: Pbkdf2) {
+function storedPassword(model: Model, role: string, password: string, kdf: Pbkdf2) {
   return scramSafe(password)
-    ? { verifier: scramSha256Verifier(role, password, kdf), cleartext: undefined }
+    ? { verifier: scramSha256Verifier(role, password, model, kdf), cleartext: undefined }
     : { verifier: undefined, cleartext: password };
 }
 
@@ -148,11 +148,11 @@ function initSqlView(ctx: HostContext) {
     port: pg.port,
     database: pg.database,
     user: pg.user,
-    password: storedPassword(pg.user, required(ctx.secrets, "dbPassword"), ctx.kdf),
+    password: storedPassword(model, pg.user, required(ctx.secrets, "dbPassword"), ctx.kdf),
     replication:
       standbys.length === 0
         ? undefined
-        : { user: pg.replication.user, password: storedPassword(pg.replication.user, required(ctx.secrets, "replicationPassword"), ctx.kdf) },
+        : { user: pg.replication.user, password: storedPassword(model, pg.replication.user, required(ctx.secrets, "replicationPassword"), ctx.kdf) },
   };
 }
 
