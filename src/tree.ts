@@ -9,6 +9,11 @@ export interface TreeFile {
   /** Owner and group the file must have on the host (the runbook sets them after copying). */
   readonly owner: string;
   readonly group: string;
+  /**
+   * True when the file holds a secret or a hash of one. Its content is never shown: --check and
+   * the golden tests print such files' diffs with every value masked (src/redact.ts).
+   */
+  readonly secret: boolean;
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -21,6 +26,8 @@ export interface FileSpec {
   readonly mode: number;
   readonly owner?: string;
   readonly group?: string;
+  /** Holds a secret or a hash of one (see TreeFile.secret); default false. */
+  readonly secret?: boolean;
 }
 
 /** The one generated-file marker, written in each file's own comment syntax. */
@@ -91,6 +98,6 @@ export function buildTree(files: Iterable<readonly [string, TreeFile]>): Tree {
 export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string, TreeFile][] {
   return specs.map((spec) => [
     `${prefix}/${spec.path.replace(/^\/+/, "")}`,
-    { content: spec.content, mode: spec.mode, owner: spec.owner ?? "root", group: spec.group ?? "root" },
+    { content: spec.content, mode: spec.mode, owner: spec.owner ?? "root", group: spec.group ?? "root", secret: spec.secret ?? false },
   ]);
 }

@@ -144,7 +144,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     // broker reads it as root at start; 0640 root:mosquitto also lets it re-read on SIGHUP.
     templateFile(p.mosquittoConf, "mosquitto/mosquitto.conf.njk", view, {
       comment: "#",
-      ...(view.bridge ? { mode: MODE.groupSecret, owner: "root", group: MOSQUITTO_USER } : {}),
+      ...(view.bridge ? { mode: MODE.groupSecret, owner: "root", group: MOSQUITTO_USER, secret: true } : {}),
     }),
     // The broker drops to the mosquitto user right after reading its configuration and only then
     // opens these files (also on SIGHUP); from 2.0.16 it warns about a file it does not own or
@@ -152,6 +152,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(model, users, ctx.kdf), {
       comment: "#",
       mode: MODE.secret,
+      secret: true,
       owner: MOSQUITTO_USER,
       group: MOSQUITTO_USER,
     }),
@@ -199,7 +200,7 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword"), why: "the platform (Django, Celery)" }];
   return [
     templateFile(files.conf, "mosquitto/mosquitto.conf.njk", view, { comment: "#" }),
-    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(model, users, kdf), { comment: "#", mode: MODE.secret }),
+    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(model, users, kdf), { comment: "#", mode: MODE.secret, secret: true }),
     templateFile(files.acl, "mosquitto/acl.njk", aclView(model, undefined), { comment: "#", mode: MODE.groupSecret }),
   ];
 }

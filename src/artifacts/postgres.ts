@@ -178,10 +178,10 @@ function postgresFiles(ctx: HostContext): FileSpec[] {
   ];
   if (has(ctx, "db")) {
     // Root opens it (the runbook redirects it into psql), so postgres needs no access to it.
-    files.push(templateFile(p.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root" }));
+    files.push(templateFile(p.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root", secret: true }));
   }
   if (has(ctx, "db-standby")) {
-    files.push(templateFile(p.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres" }));
+    files.push(templateFile(p.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres", secret: true }));
   }
   return files;
 }

@@ -124,7 +124,7 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
 
   if (options.list) {
     if (o.json) {
-      const files = [...tree].map(([path, f]) => ({ path, mode: formatMode(f.mode), owner: f.owner, group: f.group, size: Buffer.byteLength(f.content) }));
+      const files = [...tree].map(([path, f]) => ({ path, mode: formatMode(f.mode), owner: f.owner, group: f.group, size: Buffer.byteLength(f.content), secret: f.secret }));
       o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
     } else o.out(`${listing(tree)}\n`);
     return EXIT.ok;
