@@ -40,7 +40,7 @@ export interface FileOptions {
   readonly group?: string;
   /**
    * The file holds a secret or a hash of one: give it MODE.secret or MODE.groupSecret too.
-   * Its content is then never shown, not even in a diff (TreeFile.secret).
+   * Its values then never show in a diff (TreeFile.secret).
    */
   readonly secret?: boolean;
   /** Comment syntax of the target format, for the generated-file marker; null for none. */

@@ -10,8 +10,8 @@ export interface TreeFile {
   readonly owner: string;
   readonly group: string;
   /**
-   * True when the file holds a secret or a hash of one. Its content is never shown: --check and
-   * the golden tests print such files' diffs with every value masked (src/redact.ts).
+   * True when the file holds a secret or a hash of one: --check and the golden tests show its
+   * diffs with every value masked (src/redact.ts), and it must be 0600 or 0640.
    */
   readonly secret: boolean;
 }
