@@ -19,11 +19,11 @@ import { hostSteps, runbookFile } from "./artifacts/runbook.js";
 import type { Step } from "./artifacts/steps.js";
 import { systemdFamily } from "./artifacts/systemd.js";
 import { updateFamily } from "./artifacts/update.js";
-import { pbkdf2Js, type Pbkdf2 } from "./crypto.js";
+import { kdfOwnedBy, pbkdf2Js, type Pbkdf2 } from "./crypto.js";
 import { ModelError } from "./model/errors.js";
 import type { Model } from "./model/normalize.js";
 import { isValidatedModel, parseModel } from "./model/parse.js";
-import { resolveSecrets, type SecretSources } from "./model/secrets.js";
+import { resolveSecrets, type Secrets, type SecretSources } from "./model/secrets.js";
 import { buildTree, placeFiles, type FileSpec, type Tree, type TreeFile } from "./tree.js";
 
 /** The families that make a host's files, in the order their steps appear within a phase. */
@@ -43,7 +43,10 @@ export const HOST_FAMILIES: readonly HostFamily[] = [
 ];
 
 export interface RenderOptions extends SecretSources {
-  /** PBKDF2 for the password hashes in the output; defaults to a pure-JavaScript one. */
+  /**
+   * PBKDF2 for the password hashes in the output; defaults to a pure-JavaScript one. Hashes
+   * are remembered for the renders that pass this same options object, and only for them.
+   */
   readonly pbkdf2?: Pbkdf2;
 }
 
@@ -66,17 +69,28 @@ function familyFiles(family: HostFamily, ctx: HostContext): FileSpec[] {
   return family.files(ctx).map((f) => ({ ...f, family: family.name }));
 }
 
-/** Every host's files and steps, the runbook not yet among the files. */
-export function renderHosts(model: Model, options: RenderOptions = {}): RenderedHost[] {
+/** The secrets the model references, checked, and the PBKDF2 whose hashes live as long as `options`. */
+function secretsAndKdf(model: Model, options: RenderOptions): { secrets: Secrets; kdf: Pbkdf2 } {
   const { secrets, issues } = resolveSecrets(model, options);
   if (issues.length > 0) throw new ModelError(issues);
   const formatIssues = HOST_FAMILIES.flatMap((family) => family.secretIssues?.(model, secrets) ?? []);
   if (formatIssues.length > 0) throw new ModelError(formatIssues);
-  return hostContexts(model, secrets, options.pbkdf2 ?? pbkdf2Js).map((ctx) => ({
+  // Hashes live as long as the options object the caller passed, never longer (src/crypto.ts).
+  return { secrets, kdf: kdfOwnedBy(options, options.pbkdf2 ?? pbkdf2Js) };
+}
+
+function hostsOf(model: Model, secrets: Secrets, kdf: Pbkdf2): RenderedHost[] {
+  return hostContexts(model, secrets, kdf).map((ctx) => ({
     ctx,
     files: HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)),
     steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? [])),
   }));
+}
+
+/** Every host's files and steps, the runbook not yet among the files. */
+export function renderHosts(model: Model, options: RenderOptions = {}): RenderedHost[] {
+  const { secrets, kdf } = secretsAndKdf(model, options);
+  return hostsOf(model, secrets, kdf);
 }
 
 /**
@@ -85,14 +99,14 @@ export function renderHosts(model: Model, options: RenderOptions = {}): Rendered
  */
 export function render(input: unknown, options: RenderOptions = {}): Tree {
   const model = toModel(input);
+  const { secrets, kdf } = secretsAndKdf(model, options);
   const files: [string, TreeFile][] = [];
-  for (const { ctx, files: specs, steps } of renderHosts(model, options)) {
+  for (const { ctx, files: specs, steps } of hostsOf(model, secrets, kdf)) {
     const runbook = { ...runbookFile(ctx, specs, steps), family: "runbook" };
     files.push(...placeFiles(ctx.host.name, [...specs, runbook]));
   }
   if (model.compose !== undefined) {
-    const { secrets } = resolveSecrets(model, options);
-    files.push(...placeFiles("compose", composeFiles(model, secrets, options.pbkdf2 ?? pbkdf2Js).map((f) => ({ ...f, family: "compose" }))));
+    files.push(...placeFiles("compose", composeFiles(model, secrets, kdf).map((f) => ({ ...f, family: "compose" }))));
   }
   return buildTree(files);
 }

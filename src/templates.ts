@@ -27,6 +27,11 @@ export interface FileOptions {
   readonly mode?: number;
   readonly owner?: string;
   readonly group?: string;
+  /**
+   * The file holds a secret or a hash of one: give it MODE.secret or MODE.groupSecret too.
+   * Its values then never show in a diff (TreeFile.secret).
+   */
+  readonly secret?: boolean;
   /** Comment syntax of the target format, for the generated-file marker; null for none. */
   readonly comment: CommentStyle | null;
 }
@@ -41,5 +46,6 @@ export function templateFile(path: string, template: string, view: object, optio
     mode: options.mode ?? MODE.config,
     ...(options.owner !== undefined ? { owner: options.owner } : {}),
     ...(options.group !== undefined ? { group: options.group } : {}),
+    ...(options.secret ? { secret: true } : {}),
   };
 }

@@ -13,6 +13,11 @@ export interface TreeFile {
   readonly family: string;
   /** The template it was rendered from (templates/<template>); none for a serialized document. */
   readonly template?: string;
+  /**
+   * True when the file holds a secret or a hash of one: --check and the golden tests show its
+   * diffs with every value masked (src/redact.ts), and it must be 0600 or 0640.
+   */
+  readonly secret: boolean;
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -29,6 +34,8 @@ export interface FileSpec {
   readonly template?: string;
   /** The family that made it; render() fills it in. */
   readonly family?: string;
+  /** Holds a secret or a hash of one (see TreeFile.secret); default false. */
+  readonly secret?: boolean;
 }
 
 /** The one generated-file marker, written in each file's own comment syntax. */
@@ -104,6 +111,7 @@ export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string,
       mode: spec.mode,
       owner: spec.owner ?? "root",
       group: spec.group ?? "root",
+      secret: spec.secret ?? false,
       family: spec.family ?? "",
       ...(spec.template !== undefined ? { template: spec.template } : {}),
     },

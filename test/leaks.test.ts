@@ -4,12 +4,14 @@
  * is produced so that it would contain the secrets if redaction failed (every secret-bearing
  * file changed, secrets resolved while the model fails), then grepped for every value.
  */
+import { pathsOf } from "../src/artifacts/paths.js";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { secretForms } from "../src/redact.js";
+import { render } from "../src/render.js";
 import { buildTree, type Tree } from "../src/tree.js";
 import { fixtureNames, loadFixture, renderFixture, ROOT } from "./helpers/fixtures.js";
 import { goldenDifferences } from "./helpers/golden.js";
@@ -48,12 +50,15 @@ describe.each(fixtureNames())("%s", (name) => {
     expect(secrets.some((s) => all.includes(s))).toBe(true);
   });
 
-  it("are only in files that neither other users can read nor anyone but their owner and group", () => {
-    for (const [path, file] of renderFixture(name)) {
-      if (secrets.some((s) => file.content.includes(s))) {
-        expect(file.mode & 0o007, `${path} holds a secret but has mode ${file.mode.toString(8)}`).toBe(0);
-        expect(file.mode & 0o137, `${path}: secrets are 0600 or 0640`).toBe(0);
+  it("are only in files marked secret, and every file marked secret is 0600 or 0640", () => {
+    const tree = renderFixture(name);
+    expect([...tree.values()].some((f) => f.secret)).toBe(true);
+    for (const [path, file] of tree) {
+      // A secret in any encoding, or a hash or verifier of one.
+      if (secrets.some((s) => file.content.includes(s)) || /\$7\$|SCRAM-SHA-256\$/.test(file.content)) {
+        expect(file.secret, `${path} holds a secret but is not marked secret`).toBe(true);
       }
+      if (file.secret) expect([0o600, 0o640], `${path} is secret but has mode ${file.mode.toString(8)}`).toContain(file.mode);
     }
   });
 
@@ -99,5 +104,113 @@ describe.each(fixtureNames())("%s", (name) => {
     expect(outputs["--list with inline secrets (warnings)"]).toContain("warning:");
     expect(outputs["an invalid model's errors"]).toContain("bogus_key");
     for (const [what, output] of Object.entries(outputs)) expectNoSecret(output, secrets, what);
+  });
+});
+
+/** A secrets file in the syntax --secrets reads: every value double-quoted and escaped. */
+function secretsFile(env: Readonly<Record<string, string>>): string {
+  return Object.entries(env).map(([k, v]) => `${k}="${v.replace(/[\\"$`]/g, "\\$&")}"\n`).join("");
+}
+
+/** Lines typed into a file by hand: values alone, after unknown keys, after a comment sign. */
+function handLines(values: readonly string[]): string {
+  const [a, b, c, d, e] = values;
+  return `HAND_PASSWORD=${a}\n${b}\n${c} and more words\n  requirepass ${d}\n# ${e}\n`;
+}
+
+describe.each(fixtureNames())("%s: every secret rotated and every secret file edited by hand", (name) => {
+  const fixture = loadFixture(name);
+  const oldEnv = fixture.sources.env as Record<string, string>;
+  // New values of the same characters (the fixture shows each format takes them), reversed.
+  const newEnv = Object.fromEntries(Object.entries(oldEnv).map(([k, v]) => [k, `${[...v].reverse().join("")}-new`]));
+  const hand = [0, 1, 2, 3, 4, 5].map((i) => `typed-${i}-${name}-b7e2`);
+  hand[5] = `typed "by" 'hand' $x #5 %s \\ ${name}`;
+  const every = [...Object.values(oldEnv), ...Object.values(newEnv), ...hand];
+  const forms = [...new Set(every.flatMap(secretForms))].filter((f) => f.length >= 6);
+
+  it("--check (text and JSON) shows no old, new or hand-typed value in any encoding, and which keys changed on which side", () => {
+    const out = join(work, `${name}-rotated`);
+    cli([fixture.modelPath, "--secrets", fixture.secretsPath!, "--out", out, "--quiet"]);
+    const secretFiles = [...renderFixture(name)].filter(([, f]) => f.secret).map(([path]) => path);
+    expect(secretFiles.length).toBeGreaterThan(0);
+    for (const path of secretFiles) {
+      const full = join(out, path);
+      const text = readFileSync(full, "utf8");
+      // A hand edit inside a line that holds an old value, and lines added at the end.
+      const old = Object.values(oldEnv).flatMap(secretForms).find((form) => text.includes(form));
+      const edited = old === undefined ? text : text.replace(old, `${old}${hand[5]}`);
+      writeFileSync(full, `${edited}${handLines(hand)}`);
+    }
+    const rotated = join(work, `${name}-rotated.env`);
+    writeFileSync(rotated, secretsFile(newEnv));
+    const args = [fixture.modelPath, "--secrets", rotated, "--check", "--out", out];
+    const text = cli(args);
+    const json = cli([...args, "--format", "json"]);
+    expectNoSecret(text, forms, "--check after a rotation");
+    expectNoSecret(json, forms, "--check --format json after a rotation");
+    const drift = JSON.parse(json) as { changed: { path: string; diff: string }[] };
+    // Every edited file is reported, its diff masked.
+    expect(drift.changed.map((c) => c.path)).toEqual(expect.arrayContaining(secretFiles));
+    for (const change of drift.changed.filter((c) => secretFiles.includes(c.path))) {
+      expect(change.diff, change.path).toContain("\n-********\n"); // a hand-typed line, on the disk side
+    }
+    // A rotated key of the .env shows on both sides, with its values masked.
+    expect(text).toContain("\n-SECRET_KEY=********\n");
+    expect(text).toContain("\n+SECRET_KEY=********\n");
+  });
+
+  it("golden diffs show no golden (old) or rendered (new) value", () => {
+    const tree = render(fixture.model, { ...fixture.sources, env: newEnv });
+    const output = goldenDifferences(name, tree, Object.values(newEnv)).join("\n");
+    expect(output).toContain("\n-SECRET_KEY=********\n");
+    expect(output).toContain("\n+SECRET_KEY=********\n");
+    expectNoSecret(output, forms, "the golden diff after a rotation");
+  });
+});
+
+describe("a file that held a secret when it was written", () => {
+  const fixture = loadFixture("ha-cluster");
+  const stats = fixture.sources.env!.NOVACLOUD_HAPROXY_STATS_PASSWORD!;
+  const withoutStats = join(work, "ha-cluster-without-stats.toml");
+  writeFileSync(withoutStats, readFileSync(fixture.modelPath, "utf8").replace(/^stats_password = .*$/m, ""));
+  const cfg = "lb1/etc/haproxy/haproxy.cfg";
+
+  function checkWithoutStats(out: string): string {
+    const text = cli([withoutStats, "--secrets", fixture.secretsPath!, "--check", "--out", out]);
+    expect(text).toContain(`+++ b/${cfg}`);
+    return text;
+  }
+
+  it("keeps its values masked once the model no longer puts a secret in it (the manifest remembers)", () => {
+    expect(readFileSync(withoutStats, "utf8")).not.toContain("stats_password");
+    const out = join(work, "ha-cluster-stats");
+    cli([fixture.modelPath, "--secrets", fixture.secretsPath!, "--out", out, "--quiet"]);
+    expect(render(fixture.model, fixture.sources).get(cfg)!.secret).toBe(true);
+    expectNoSecret(checkWithoutStats(out), secretForms(stats), "--check of a file that no longer holds the stats password");
+  });
+
+  it("is taken for one by its mode when the manifest predates the secret flag", () => {
+    const out = join(work, "ha-cluster-stats-old-manifest");
+    cli([fixture.modelPath, "--secrets", fixture.secretsPath!, "--out", out, "--quiet"]);
+    const manifestPath = join(out, ".novacloud-render.json");
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as { files: { secret?: boolean }[] };
+    for (const f of manifest.files) delete f.secret;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    expectNoSecret(checkWithoutStats(out), secretForms(stats), "--check with a manifest without secret flags");
+  });
+});
+
+describe("a file without secrets", () => {
+  it("still shows its values in a --check diff", () => {
+    const fixture = loadFixture("single-node");
+    const out = join(work, "plain-values");
+    cli([fixture.modelPath, "--secrets", fixture.secretsPath!, "--out", out, "--quiet"]);
+    const path = join(out, "node1", pathsOf(fixture.model).gunicornConfig);
+    const text = readFileSync(path, "utf8");
+    const line = text.split("\n").find((l) => l.startsWith("timeout = "))!;
+    writeFileSync(path, text.replace(line, "timeout = 999"));
+    const drift = cli([fixture.modelPath, "--secrets", fixture.secretsPath!, "--check", "--out", out]);
+    expect(drift).toContain("\n-timeout = 999\n");
+    expect(drift).toContain(`\n+${line}\n`);
   });
 });

@@ -2,6 +2,12 @@
  * The package as users get it: `npm pack`, install the tarball into an empty project offline,
  * then ESM import, CommonJS require, the types (the README's embedding example compiles with
  * tsc --noEmit against the installed declarations), the schema export, and the CLI through npx.
+ *
+ * The install is offline and starts from an empty npm cache, as on a fresh machine (where
+ * `npm ci` fetches tarballs by the lockfile and caches no registry metadata): the package's
+ * runtime dependencies are packed from this checkout's node_modules (the lockfile's versions)
+ * and installed beside it, so npm resolves every dependency of the tarball without the
+ * registry. A dependency the package uses but does not declare is still missing there.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -14,8 +20,8 @@ let work: string;
 let project: string;
 let tarball: string;
 
-function sh(command: string, args: string[], cwd: string) {
-  const r = spawnSync(command, args, { cwd, encoding: "utf8", env: { ...process.env, npm_config_audit: "false", npm_config_fund: "false" } });
+function sh(command: string, args: string[], cwd: string, env: Record<string, string> = {}) {
+  const r = spawnSync(command, args, { cwd, encoding: "utf8", env: { ...process.env, npm_config_audit: "false", npm_config_fund: "false", ...env } });
   return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", output: `${r.stdout ?? ""}${r.stderr ?? ""}` };
 }
 
@@ -34,10 +40,22 @@ beforeAll(() => {
   const packed = sh("npm", ["pack", "--ignore-scripts", "--pack-destination", work], ROOT);
   if (packed.code !== 0) throw new Error(`npm pack failed:\n${packed.output}`);
   tarball = join(work, readdirSync(work).find((f) => f.endsWith(".tgz"))!);
+  // The runtime dependency tree as installed here (`npm ls` reads the declared dependencies).
+  const tree = sh("npm", ["ls", "--omit=dev", "--all", "--parseable"], ROOT);
+  if (tree.code !== 0) throw new Error(`npm ls failed:\n${tree.output}`);
+  const dependencies = tree.stdout.split("\n").filter((dir) => dir !== "" && dir !== ROOT);
+  const deps = join(work, "deps");
+  mkdirSync(deps);
+  const packedDeps = sh("npm", ["pack", "--ignore-scripts", "--pack-destination", deps, ...dependencies], ROOT);
+  if (packedDeps.code !== 0) throw new Error(`npm pack of the dependencies failed:\n${packedDeps.output}`);
+  const depTarballs = readdirSync(deps).map((f) => join(deps, f));
+  if (depTarballs.length !== dependencies.length) throw new Error(`packed ${depTarballs.length} of ${dependencies.length} dependencies`);
   project = join(work, "consumer");
   mkdirSync(project);
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", private: true }));
-  const installed = sh("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", tarball], project);
+  // An empty cache, whatever the machine's holds: what a fresh machine has.
+  const cache = mkdtempSync(join(work, "npm-cache-"));
+  const installed = sh("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", tarball, ...depTarballs], project, { npm_config_cache: cache });
   if (installed.code !== 0) throw new Error(`offline install of the tarball failed:\n${installed.output}`);
 }, 180_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));

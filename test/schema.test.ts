@@ -16,6 +16,7 @@ import Ajv2020 from "ajv/dist/2020.js";
 import fc from "fast-check";
 import { parse as parseToml, stringify as toToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
+import { parseModel } from "../src/model/parse.js";
 import { modelJsonSchema } from "../src/schema-json.js";
 import { FIXTURES, fixtureNames, ROOT } from "./helpers/fixtures.js";
 import { invalidCases } from "./helpers/invalid.js";
@@ -50,6 +51,27 @@ describe("the JSON Schema", () => {
       expect(validate(model), errorsOf()).toBe(true);
     });
   }
+
+  it("requires at least one host or a [compose] section, as the validator does", () => {
+    const model = parseToml(readFileSync(join(FIXTURES, "minimal", "novacloud.toml"), "utf8")) as Record<string, unknown>;
+    const compose = parseToml(readFileSync(join(FIXTURES, "compose", "novacloud.toml"), "utf8")) as Record<string, unknown>;
+    expect(validate(model), errorsOf()).toBe(true);
+    const { hosts, ...neither } = model;
+    expect(Object.keys(hosts as object).length).toBeGreaterThan(0);
+    expect(validate(neither), "no [hosts] and no [compose]").toBe(false);
+    expect(validate({ ...neither, hosts: {} }), "an empty [hosts] table and no [compose]").toBe(false);
+    expect(validate({ ...neither, compose: compose.compose }), errorsOf()).toBe(true);
+    // The validator agrees on each.
+    expect(parseModel(neither).ok).toBe(false);
+    expect(parseModel({ ...neither, hosts: {} }).ok).toBe(false);
+    expect(parseModel({ ...neither, compose: compose.compose }).ok).toBe(true);
+  });
+
+  it("is what dist/schema.json holds", () => {
+    const file = join(ROOT, "dist", "schema.json");
+    if (!existsSync(file)) throw new Error("dist/schema.json is missing: build first (npm run build; npm test does it)");
+    expect(JSON.parse(readFileSync(file, "utf8"))).toEqual(JSON.parse(JSON.stringify(schema)));
+  });
 
   it("validates every generated valid model", () => {
     fc.assert(

@@ -150,6 +150,7 @@ function appFiles(ctx: HostContext): FileSpec[] {
         mode: MODE.groupSecret,
         owner: "root",
         group: model.project.group,
+        secret: true,
       }),
     );
   }

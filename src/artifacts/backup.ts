@@ -61,7 +61,7 @@ function backupFiles(ctx: HostContext): FileSpec[] {
     templateFile(pth.backupScript, "backup/backup.sh.njk", backupView(ctx), { comment: "#", mode: MODE.script }),
     // BK-02: the password lives here, readable by the backup account only (libpq refuses a
     // password file that group or others can read).
-    templateFile(pth.backupPgpass, "backup/backup.pgpass.njk", pgpass, { comment: "#", mode: MODE.secret, owner: p.user, group: p.group }),
+    templateFile(pth.backupPgpass, "backup/backup.pgpass.njk", pgpass, { comment: "#", mode: MODE.secret, owner: p.user, group: p.group, secret: true }),
     templateFile(pth.backupCron, "backup/backup.cron.njk", cron, { comment: "#", mode: MODE.config }),
   ];
 }

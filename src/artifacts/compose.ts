@@ -349,12 +349,12 @@ export function composeFiles(model: Model, secrets: Secrets, kdf: Pbkdf2 = pbkdf
   const gunicorn = gunicornConfigView(model, `0.0.0.0:${model.gunicorn.port}`, "*", true);
   return [
     composeYamlFile(files.compose, composeDocument(model, pth)),
-    templateFile(files.env, "app/env.njk", envView(model, secrets, composeEndpoints(model)), { comment: "#", mode: MODE.secret }),
+    templateFile(files.env, "app/env.njk", envView(model, secrets, composeEndpoints(model)), { comment: "#", mode: MODE.secret, secret: true }),
     templateFile(
       files.dbEnv,
       "compose/env.db.njk",
       { database: model.postgres.database, user: model.postgres.user, password: required(secrets, "dbPassword") },
-      { comment: "#", mode: MODE.secret },
+      { comment: "#", mode: MODE.secret, secret: true },
     ),
     templateFile(files.gunicorn, "app/gunicorn_config.py.njk", gunicorn, { comment: "#" }),
     templateFile(files.nginxSite, "nginx/site.conf.njk", nginx.site, { comment: "#" }),

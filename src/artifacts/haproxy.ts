@@ -131,7 +131,7 @@ function haproxyFiles(ctx: HostContext): FileSpec[] {
     templateFile(ctx.paths.haproxyConfig, "haproxy/haproxy.cfg.njk", haproxyView(ctx), {
       comment: "#",
       // The stats password makes the file a secret: readable by root and the haproxy group only.
-      ...(withPassword ? { mode: MODE.groupSecret, owner: "root", group: "haproxy" } : {}),
+      ...(withPassword ? { mode: MODE.groupSecret, owner: "root", group: "haproxy", secret: true } : {}),
     }),
   ];
 }

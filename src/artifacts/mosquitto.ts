@@ -94,8 +94,8 @@ export interface MosquittoConfView {
 }
 
 /** Users in the password file, with the hash mosquitto_passwd would write (never the password). */
-function passwdView(users: readonly { name: string; password: string }[], kdf: Pbkdf2) {
-  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password, kdf) })) };
+function passwdView(model: Model, users: readonly { name: string; password: string }[], kdf: Pbkdf2) {
+  return { users: users.map((u) => ({ name: u.name, hash: mosquittoPasswordHash(u.name, u.password, model, kdf) })) };
 }
 
 /**
@@ -217,15 +217,16 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     // broker reads it as root at start; 0640 root:mosquitto also lets it re-read on SIGHUP.
     templateFile(p.mosquittoConf, "mosquitto/mosquitto.conf.njk", view, {
       comment: "#",
-      ...(view.bridge ? { mode: MODE.groupSecret, owner: "root", group: MOSQUITTO_USER } : {}),
+      ...(view.bridge ? { mode: MODE.groupSecret, owner: "root", group: MOSQUITTO_USER, secret: true } : {}),
     }),
     // The broker drops to the mosquitto user right after reading its configuration and only then
     // opens these files (also on SIGHUP); from 2.0.16 it warns about a file it does not own or
     // that others can read (MQ-09), so both belong to mosquitto and the hashes stay 0600. No
     // generated-file marker: mosquitto_passwd takes a comment line for corruption.
-    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(users, ctx.kdf), {
+    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(model, users, ctx.kdf), {
       comment: null,
       mode: MODE.secret,
+      secret: true,
       owner: MOSQUITTO_USER,
       group: MOSQUITTO_USER,
     }),
@@ -298,7 +299,7 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword") }];
   return [
     templateFile(files.conf, "mosquitto/mosquitto.conf.njk", view, { comment: "#" }),
-    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(users, kdf), { comment: null, mode: MODE.secret }),
+    templateFile(files.passwd, "mosquitto/passwd.njk", passwdView(model, users, kdf), { comment: null, mode: MODE.secret, secret: true }),
     templateFile(files.acl, "mosquitto/acl.njk", aclView(model, undefined, true), { comment: "#", mode: MODE.groupSecret }),
   ];
 }

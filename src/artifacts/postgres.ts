@@ -117,9 +117,9 @@ function hbaView(ctx: HostContext) {
 }
 
 /** The password as PostgreSQL should store it: a SCRAM verifier, or the cleartext when SASLprep could change it. */
-function storedPassword(role: string, password: string, kdf: Pbkdf2) {
+function storedPassword(model: Model, role: string, password: string, kdf: Pbkdf2) {
   return scramSafe(password)
-    ? { verifier: scramSha256Verifier(role, password, kdf), cleartext: undefined }
+    ? { verifier: scramSha256Verifier(role, password, model, kdf), cleartext: undefined }
     : { verifier: undefined, cleartext: password };
 }
 
@@ -135,11 +135,11 @@ function initSqlView(ctx: HostContext) {
     port: pg.port,
     database: pg.database,
     user: pg.user,
-    password: storedPassword(pg.user, required(ctx.secrets, "dbPassword"), ctx.kdf),
+    password: storedPassword(model, pg.user, required(ctx.secrets, "dbPassword"), ctx.kdf),
     replication:
       standbys.length === 0
         ? undefined
-        : { user: pg.replication.user, password: storedPassword(pg.replication.user, required(ctx.secrets, "replicationPassword"), ctx.kdf) },
+        : { user: pg.replication.user, password: storedPassword(model, pg.replication.user, required(ctx.secrets, "replicationPassword"), ctx.kdf) },
   };
 }
 
@@ -167,10 +167,10 @@ function postgresFiles(ctx: HostContext): FileSpec[] {
   ];
   if (has(ctx, "db")) {
     // Root opens it (the runbook redirects it into psql), so postgres needs no access to it.
-    files.push(templateFile(p.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root" }));
+    files.push(templateFile(p.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root", secret: true }));
   }
   if (has(ctx, "db-standby")) {
-    files.push(templateFile(p.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres" }));
+    files.push(templateFile(p.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres", secret: true }));
   }
   return files;
 }

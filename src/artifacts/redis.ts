@@ -121,13 +121,13 @@ function redisFiles(ctx: HostContext): FileSpec[] {
       templateFile(p.redisFragment, "redis/fragment.conf.njk", fragmentView(ctx), {
         comment: "#",
         // redis-server runs as redis and reads it; with a password only root and redis may.
-        ...(secret ? { mode: MODE.groupSecret, owner: "root", group: "redis" } : {}),
+        ...(secret ? { mode: MODE.groupSecret, owner: "root", group: "redis", secret: true } : {}),
       }),
     );
   }
   if (has(ctx, "redis-sentinel")) {
     // Sentinel rewrites this file (Debian: dpkg-statoverride redis redis 0640), so redis owns it.
-    files.push(templateFile(p.sentinelConf, "redis/sentinel.conf.njk", sentinelView(ctx), { comment: "#", mode: MODE.groupSecret, owner: "redis", group: "redis" }));
+    files.push(templateFile(p.sentinelConf, "redis/sentinel.conf.njk", sentinelView(ctx), { comment: "#", mode: MODE.groupSecret, owner: "redis", group: "redis", secret: ctx.secrets.redisPassword !== undefined }));
   }
   return files;
 }

@@ -5,10 +5,10 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { createTwoFilesPatch } from "diff";
-import { redact } from "../redact.js";
+import { formatPatch, structuredPatch } from "diff";
+import { maskPatch, redact } from "../redact.js";
 import type { Tree } from "../tree.js";
-import { readManifest } from "./files.js";
+import { readManifest, type Manifest } from "./files.js";
 
 export interface Drift {
   /** Files the model renders that the directory lacks. */
@@ -21,7 +21,23 @@ export interface Drift {
 
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, "0");
 
+/**
+ * True when the file on disk may hold a secret because it did when it was written: a password
+ * taken out of the model (HAProxy's stats password, Redis's) is still in the old file. For a
+ * manifest from before the flag, a file others could not read counts as one.
+ */
+function heldSecret(entry: Manifest["files"][number] | undefined): boolean {
+  if (entry === undefined) return false;
+  return entry.secret ?? (Number.parseInt(entry.mode, 8) & 0o004) === 0;
+}
+
+/**
+ * Differences between `tree` and `outDir`. Diffs of files that hold secrets, now or on disk,
+ * show keys only (maskPatch); every diff is then redacted of the current `secrets`' values.
+ */
 export function compareWithDirectory(tree: Tree, outDir: string, secrets: readonly string[]): Drift {
+  const manifest = existsSync(outDir) ? readManifest(outDir) : undefined;
+  const written = new Map((manifest?.files ?? []).map((f) => [f.path, f] as const));
   const added: string[] = [];
   const changed: { path: string; diff: string; mode?: { expected: string; actual: string } }[] = [];
   for (const [path, file] of tree) {
@@ -34,13 +50,13 @@ export function compareWithDirectory(tree: Tree, outDir: string, secrets: readon
     const actualMode = octal(statSync(full).mode);
     const modeDiffers = actualMode !== octal(file.mode);
     if (actual === file.content && !modeDiffers) continue;
-    const diff =
-      actual === file.content
-        ? ""
-        : redact(createTwoFilesPatch(`a/${path}`, `b/${path}`, actual, file.content, "on disk", "rendered", { context: 3 }), secrets);
+    let diff = "";
+    if (actual !== file.content) {
+      const patch = structuredPatch(`a/${path}`, `b/${path}`, actual, file.content, "on disk", "rendered", { context: 3 });
+      diff = redact(formatPatch(file.secret || heldSecret(written.get(path)) ? maskPatch(patch, file.content) : patch), secrets);
+    }
     changed.push({ path, diff, ...(modeDiffers ? { mode: { expected: octal(file.mode), actual: actualMode } } : {}) });
   }
-  const manifest = existsSync(outDir) ? readManifest(outDir) : undefined;
   const removed = (manifest?.files ?? []).map((f) => f.path).filter((path) => !tree.has(path) && existsSync(join(outDir, path)));
   return { added, removed, changed };
 }

@@ -14,7 +14,11 @@ export const MANIFEST = ".novacloud-render.json";
 
 export interface Manifest {
   readonly generator: "novacloud-render";
-  readonly files: readonly { path: string; mode: string }[];
+  /**
+   * `secret`: the file held a secret (or a hash of one) when it was written, so --check never
+   * shows its values. Manifests of earlier versions lack it.
+   */
+  readonly files: readonly { path: string; mode: string; secret?: boolean }[];
 }
 
 export class IoError extends Error {}
@@ -131,7 +135,7 @@ export function writeTree(tree: Tree, outDir: string): void {
     for (const path of foreign) carryOver(join(target, path), join(staging, path));
     const next: Manifest = {
       generator: "novacloud-render",
-      files: [...tree].map(([path, file]) => ({ path, mode: file.mode.toString(8).padStart(4, "0") })),
+      files: [...tree].map(([path, file]) => ({ path, mode: file.mode.toString(8).padStart(4, "0"), secret: file.secret })),
     };
     writeFileSync(join(staging, MANIFEST), `${JSON.stringify(next, null, 2)}\n`);
     if (existsSync(target)) renameSync(target, retired);

@@ -171,6 +171,7 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
         // Where it comes from: src/artifacts/<family>.ts renders templates/<template>.
         family: f.family,
         template: f.template,
+        secret: f.secret,
       }));
       o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
     } else o.out(`${listing(tree)}\n`);

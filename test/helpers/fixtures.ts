@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { parseSecretsFile, readSecretFiles } from "../../src/cli/files.js";
 import { parse as parseToml } from "smol-toml";
 import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
+import { kdfOwnedBy, pbkdf2Js } from "../../src/crypto.js";
 import { parseModel, parseModelText } from "../../src/model/parse.js";
 import { secretUses, secretValues, resolveSecrets, type SecretSources } from "../../src/model/secrets.js";
 import type { Model } from "../../src/model/normalize.js";
@@ -32,7 +33,20 @@ export interface Fixture {
   readonly secretValues: string[];
 }
 
+const loaded = new Map<string, Fixture>();
+
+/**
+ * A fixture, loaded once per test file: its renders share one options object (`sources`), and
+ * so the password hashes, which render() remembers only for as long as that object lives
+ * (src/crypto.ts). A test about fresh state passes a copy (`{ ...f.sources }`).
+ */
 export function loadFixture(name: string): Fixture {
+  let fixture = loaded.get(name);
+  if (fixture === undefined) loaded.set(name, (fixture = readFixture(name)));
+  return fixture;
+}
+
+function readFixture(name: string): Fixture {
   const dir = join(FIXTURES, name);
   const modelPath = join(dir, "novacloud.toml");
   const parsed = parseModelText(readFileSync(modelPath, "utf8"), "toml");
@@ -76,7 +90,7 @@ export function fixtureContexts(fixture: string, change?: (raw: Record<string, a
   }
   const { secrets, issues } = resolveSecrets(model, { ...f.sources, env: { ...f.sources.env, ...env } });
   if (issues.length > 0) throw new Error(`${fixture}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`);
-  return hostContexts(model, secrets);
+  return hostContexts(model, secrets, kdfOwnedBy(f.sources, pbkdf2Js));
 }
 
 export function contextOf(contexts: readonly HostContext[], host: string): HostContext {

@@ -13,7 +13,7 @@ SET password_encryption = 'scram-sha-256';
 
 SELECT format('CREATE ROLE %I LOGIN', 'novacloud')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'novacloud') \gexec
-ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:Q1iNX5obsMizYaVH2Ts9Cg==$CVbkNWoKF7aoclyZhaD2/4GvvTtZB+2jC6kGgpRKevY=:cgwdGzKu5/hGxMXgFAw5mQJQ8ZfsDHwkFXjWYXAJ/pw=';
+ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:yxv7nZUpMYeFxz/nfYMdKg==$31TTNfKBhWpDEN3KgAb5yQU7C9cY+3eK/WafxgFanWA=:AXaTaAEcWLrn2BYK+PRFwYJGmn6x2m5/I5VP7/Uvmpc=';
 
 -- CREATE DATABASE cannot run inside a transaction or DO block: psql's \gexec runs the
 -- statement only when the database is missing.
@@ -27,4 +27,4 @@ ALTER DATABASE novacloud_db OWNER TO novacloud;
 -- Streaming replication: a role that may only replicate.
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
-ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:ucNE55LsMxZf2A1e7X5zsQ==$BQrU9b5sYVc985HptBdr1CWGvPo0zNWgypVw/qkyWgk=:YugWvIXfvjgSDmx1moKYyGXQeVG/MNtwSwzblOpFLck=';
+ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:xqfzV5qEjEasETfw3XxppQ==$YdGCSb5ZJ9o0ILcbLZrmeSySXCfZYLJyMRY2s98Wf74=:LigN4frz/v/HmC2tIXH9LdUTLrsYBuuiuRY2/g3qTgM=';

@@ -13,7 +13,7 @@ SET password_encryption = 'scram-sha-256';
 
 SELECT format('CREATE ROLE %I LOGIN', 'novacloud')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'novacloud') \gexec
-ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:3lsVzp/GYZbSs5OpA4BZVg==$bwulcwMdot+ftDeHdpFblNw6xEfMhKNQC+oA2428ZP0=:ZsUztSWjlXIz7CXFYDmBoszXqJHSy0F6xokS9fmEMuU=';
+ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:iNapTnTYIVO/E940Sjcpsg==$lUPLKmT5cF3Xj5bYIzEonEmwHBGM0G4V5qnHm41AKAQ=:LUq8c7/0FaS3mHOcy42ipjTJYHIZLIoOx/f9L+hYwq8=';
 
 -- CREATE DATABASE cannot run inside a transaction or DO block: psql's \gexec runs the
 -- statement only when the database is missing.
@@ -27,4 +27,4 @@ ALTER DATABASE novacloud_db OWNER TO novacloud;
 -- Streaming replication: a role that may only replicate.
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
-ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:f4oF1d5pcddj0PWZ6DCJVg==$jQ5se13w67zAzxmZwMYT3SijCa81EXxLOIks/h4K8xE=:rkbLu09Q0kwemzx5KdhuLpAbxj05he9qk43szWA5Ipo=';
+ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:zX+TGamtnNyNwqyC6Lkvew==$OtxmhN/3RbZt6NSVbYrfL+RmWeglwzkTY8xs5LgsP3A=:XVhUgyTo1P8BkfJsmZIvbnHmM3Pww5VQ3tP5WSU+Lpk=';

@@ -13,7 +13,7 @@ SET password_encryption = 'scram-sha-256';
 
 SELECT format('CREATE ROLE %I LOGIN', 'novacloud')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'novacloud') \gexec
-ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:nXbuo4oeL2+6TZuU74a+Xg==$U4mW3bRCvl6HOSTedVghxSOxJXGXG44iPUKb/sg2DPA=:KGQ9TmGnKETWsXQyG3ogf6e296eGieFd90qReu7jKFM=';
+ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:nHi6Ystp6sNYDwgUjSuvDA==$S7lZAYEuiEwRnr+L4y/qDySLZI1kY90dW2k1pYTqK9c=:wZf3uS6dOaFwU/myYqv8Segudw//OIosHncDEea/1SA=';
 
 -- CREATE DATABASE cannot run inside a transaction or DO block: psql's \gexec runs the
 -- statement only when the database is missing.

@@ -13,7 +13,7 @@ SET password_encryption = 'scram-sha-256';
 
 SELECT format('CREATE ROLE %I LOGIN', 'iot_app')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'iot_app') \gexec
-ALTER ROLE iot_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:E1qG+6WCsjCI/SuH78ec0w==$v1Lb0jEdL77wNEkii07vgTxqMSQKYi42f0ZdneQ97tE=:1zMRwom57MOHU8ze2Ew7BWJKTnRHAL9VKinb62fXOFc=';
+ALTER ROLE iot_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:EoDD86Zu/oxDaIpJBSMe2g==$AsKvP5UargOKdDkmo1rluqhvLilrE/UGf1hcY6rTPpc=:+C/cRvn1pKcdIaMo3Ich6B8crAAA8A65XpV606vHdTc=';
 
 -- CREATE DATABASE cannot run inside a transaction or DO block: psql's \gexec runs the
 -- statement only when the database is missing.

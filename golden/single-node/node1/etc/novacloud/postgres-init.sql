@@ -13,7 +13,7 @@ SET password_encryption = 'scram-sha-256';
 
 SELECT format('CREATE ROLE %I LOGIN', 'novacloud')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'novacloud') \gexec
-ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:i16nAcUv22p3Sk8TQ9lHIg==$p24HP0wFuLhp0WTeojx1N5RnWufyzV+ZPKzL4ehpQV8=:bSdsHPgyAXJa8gLcbEkbgzBywGSKW7fPu95eA4bGCQo=';
+ALTER ROLE novacloud WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:SAiRh8LsT85uBCKnJwgo9A==$cCFTsK372k1NzOLTzhV6mVReZ/rjNk3BeSW/67gq/dc=:/HWVl6/mvGLM972PwMINW79Biz0ZZqh3vcCJJRr7Tvc=';
 
 -- CREATE DATABASE cannot run inside a transaction or DO block: psql's \gexec runs the
 -- statement only when the database is missing.
