@@ -27,6 +27,7 @@ const SERVICE_NAMES: Record<Flow["service"], string> = {
   redis: "Redis",
   sentinel: "Redis Sentinel",
   mqtt: "MQTT (plain, private)",
+  nfs: "NFS (media)",
 };
 
 /** The flows that reach this host, one rule per port, one source per client host (UFW-04). */

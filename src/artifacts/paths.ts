@@ -38,6 +38,25 @@ export function urlOf(scheme: "http" | "https", host: string, port: number, path
   return `${scheme}://${host}${port === standard ? "" : `:${port}`}${path}`;
 }
 
+/**
+ * The unit name systemd gives a path (`systemd-escape --path`): slashes become '-', and every
+ * byte outside [A-Za-z0-9:_.] (and a leading '.') becomes \xNN, so /opt/nova-cloud/media is
+ * opt-nova\x2dcloud-media. A .mount unit must be named so (systemd.mount(5)).
+ */
+export function pathUnitName(path: string, suffix: string): string {
+  const trimmed = path.replace(/\/+/g, "/").replace(/^\/|\/$/g, "");
+  if (trimmed === "") return `-.${suffix}`;
+  const escaped = [...new TextEncoder().encode(trimmed)]
+    .map((byte, i) => {
+      const c = String.fromCharCode(byte);
+      if (c === "/") return "-";
+      if (/[A-Za-z0-9:_]/.test(c) || (c === "." && i > 0)) return c;
+      return `\\x${byte.toString(16).padStart(2, "0")}`;
+    })
+    .join("");
+  return `${escaped}.${suffix}`;
+}
+
 /** The paths of a model; render() computes them once and hands them to every family (ctx.paths). */
 export function pathsOf(model: Model) {
   const n = model.project.name;
@@ -93,6 +112,11 @@ export function pathsOf(model: Model) {
     backupScript: `${root}/backup.sh`,
     updateScript: `${root}/update.sh`,
     backupCron: `/etc/cron.d/${n}-backup`,
+    // Media on NFS: the export on the server (exportfs reads /etc/exports.d/*.exports), its
+    // NFSv4-only settings (nfs.conf.d), and the mount unit on the hosts that mount it.
+    nfsExports: `/etc/exports.d/${n}-media.exports`,
+    nfsConf: `/etc/nfs.conf.d/${n}.conf`,
+    mediaMountUnit: pathUnitName(model.project.mediaDir, "mount"),
     logrotate: `/etc/logrotate.d/${n}`,
     firewallScript: `/usr/local/sbin/${n}-firewall`,
     certbotDeployHook: `/etc/letsencrypt/renewal-hooks/deploy/${n}`,

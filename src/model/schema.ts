@@ -296,6 +296,55 @@ const backup = z
   .prefault({})
   .describe("Database backups.");
 
+// Uploads (MEDIA_ROOT) need one home that every host serving or writing them sees.
+const media = z
+  .discriminatedUnion(
+    "storage",
+    [
+      z.strictObject({
+        storage: z.literal("local").describe('"local": the uploads stay on the one host that serves and writes them.'),
+      }),
+      z.strictObject({
+        storage: z.literal("nfs").describe('"nfs": one host keeps the media directory and exports it (NFSv4) to the others.'),
+        server: z
+          .string()
+          .regex(hostKey, { error: (iss) => `${shown(iss.input)} is not a host name of [hosts.NAME] (lower-case letters, digits and '-')` })
+          .describe("The host (a [hosts.NAME]) that keeps the media directory and exports it to every web and worker host."),
+        uid: int(100, 60000).describe(
+          "User id the project account gets on every host: NFS compares numeric ids, so the account must own the files under the same number everywhere. Pick one that is free on all hosts.",
+        ),
+      }),
+      z.strictObject({
+        storage: z.literal("s3").describe('"s3": an S3 bucket through django-storages; nginx serves no local media.'),
+        bucket: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+            error: (iss) => `${shown(iss.input)} is not an S3 bucket name (3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit)`,
+          })
+          .describe("Bucket name."),
+        endpoint: z
+          .string()
+          .regex(/^https?:\/\/[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$/, {
+            error: (iss) => `${shown(iss.input)} is not an S3 endpoint URL (https://host or https://host:port, no path)`,
+          })
+          .optional()
+          .describe("S3 API endpoint of a provider other than AWS (e.g. https://s3.example.com). Default: AWS."),
+        region: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { error: (iss) => `${shown(iss.input)} is not a region name (lower-case letters, digits and '-', e.g. eu-central-1)` })
+          .optional()
+          .describe("Region of the bucket (e.g. eu-central-1)."),
+        access_key_id: secret().describe("Access key id (AWS_ACCESS_KEY_ID), a secret reference."),
+        secret_access_key: secret().describe("Secret access key (AWS_SECRET_ACCESS_KEY), a secret reference."),
+      }),
+    ],
+    { error: 'expected storage = "local", "nfs" (with server and uid) or "s3" (with bucket and keys)' },
+  )
+  .prefault({ storage: "local" })
+  .describe(
+    'Where uploaded media live: storage = "local" (the default; only when one host serves and writes them), "nfs" (a server exports them to the other hosts) or "s3" (a bucket, through django-storages).',
+  );
+
 const logs = z
   .strictObject({
     dir: absPath().optional().describe("App log directory. Default /var/log/<name>."),
@@ -369,6 +418,7 @@ export const modelSchema = z
     mqtt,
     django,
     email: emailSection,
+    media,
     backup,
     logs,
     firewall,
@@ -383,6 +433,6 @@ export type ModelInput = z.input<typeof modelSchema>;
 export type ParsedModel = z.output<typeof modelSchema>;
 
 /** Keys whose values are secrets: never echoed in an error. */
-export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password"]);
+export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"]);
 
 export { envName };
