@@ -111,7 +111,9 @@ export function pathsOf(model: Model) {
     // Scripts, schedules, rotation, firewall
     backupScript: `${root}/backup.sh`,
     updateScript: `${root}/update.sh`,
-    backupCron: `/etc/cron.d/${n}-backup`,
+    /** The backup's oneshot service and the timer that starts it (systemd, not cron). */
+    backupService: `${n}-backup.service`,
+    backupTimer: `${n}-backup.timer`,
     // Media on NFS: the export on the server (exportfs reads /etc/exports.d/*.exports), its
     // NFSv4-only settings (nfs.conf.d), and the mount unit on the hosts that mount it.
     nfsExports: `/etc/exports.d/${n}-media.exports`,

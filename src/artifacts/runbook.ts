@@ -26,12 +26,12 @@ const PHASE_TITLES: Record<Phase, string> = {
 };
 
 /**
- * True when the host needs the project's system account: it runs Django code, the backup, or
- * owns the media directory it exports over NFS.
+ * True when the host needs the project's system account: it runs Django code, the backup (every
+ * PostgreSQL cluster member), or owns the media directory it exports over NFS.
  */
 function needsAccount(ctx: HostContext): boolean {
   const { host, model } = ctx;
-  return runsDjango(host) || host.roles.has("db") || nfsServer(model.media, model.topology)?.name === host.name;
+  return runsDjango(host) || host.roles.has("db") || host.roles.has("db-standby") || nfsServer(model.media, model.topology)?.name === host.name;
 }
 
 function accountStep(ctx: HostContext): Step {

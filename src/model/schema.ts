@@ -77,7 +77,7 @@ const platform = z
 
 const project = z
   .strictObject({
-    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate and cron files and paths. Default novacloud."),
+    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate files and paths. Default novacloud."),
     django_module: pythonModule().describe("Django project package: NAME.wsgi:application, NAME.asgi:application, celery -A NAME."),
     settings_module: pythonModule().optional().describe("DJANGO_SETTINGS_MODULE. Default <django_module>.settings."),
     root: absPath().optional().describe("Code checkout on the app hosts. Default /opt/<name>."),
@@ -288,13 +288,15 @@ const emailSection = z
 
 const backup = z
   .strictObject({
-    dir: absPath().default("/opt/backups").describe("Where dumps go on the db host. Default /opt/backups."),
-    schedule: cron().default("0 3 * * *").describe('cron schedule of the nightly dump. Default "0 3 * * *".'),
-    keep_days: int(1, 3650).default(30).describe("Dumps older than this are pruned after a successful run. Default 30."),
+    dir: absPath().default("/opt/backups").describe("Where backups go on the hosts that make them (database members, the media's home). Default /opt/backups."),
+    schedule: cron()
+      .default("0 3 * * *")
+      .describe('When the backup runs, in cron syntax (local time); a systemd timer runs it. Default "0 3 * * *".'),
+    keep_days: int(1, 3650).default(30).describe("Backups older than this are pruned after a successful run of their kind. Default 30."),
     age_recipient: ageRecipient().optional().describe("age public key: also back up the .env, encrypted to it."),
   })
   .prefault({})
-  .describe("Database backups.");
+  .describe("Backups: the database where it is the primary, and the uploaded media where they live.");
 
 // Uploads (MEDIA_ROOT) need one home that every host serving or writing them sees.
 const media = z

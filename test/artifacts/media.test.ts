@@ -140,7 +140,7 @@ describe("NFS: worker1 exports, the app hosts mount (ha-cluster)", () => {
       expect(lines[1]).toBe('test "$(id -u novacloud)" = 2001 || { echo "novacloud has uid $(id -u novacloud), not 2001: change it (usermod --uid) before sharing files" >&2; false; }');
     }
     const withAccount = contexts.filter((c) => steps(c).some((s) => s.id === "host.account")).map((c) => c.host.name);
-    expect(withAccount).toEqual(["app1", "app2", "app3", "db1", "worker1"]);
+    expect(withAccount).toEqual(["app1", "app2", "app3", "db1", "db2", "db3", "worker1"]);
     // Without NFS no uid is forced.
     const single = steps(contextOf(hostContexts("single-node"), "node1")).find((s) => s.id === "host.account")!;
     expect(stepLines(single)).toEqual(["id -u novacloud >/dev/null 2>&1 || useradd --system --user-group --home-dir /opt/novacloud --no-create-home --shell /usr/sbin/nologin novacloud"]);
