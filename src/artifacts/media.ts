@@ -123,8 +123,8 @@ function mediaSteps(ctx: HostContext): Step[] {
           commands: [
             { run: "systemctl enable nfs-server" },
             // The package starts the server before nfs.conf.d/ is installed; restart it once so
-            // it drops NFSv3 (a later run, with v3 already off, leaves the clients alone).
-            { run: "systemctl restart nfs-server", unless: "grep -qw -- -3 /proc/fs/nfsd/versions" },
+            // it drops NFSv3 (a later run, with the server up and v3 off, leaves the clients alone).
+            { run: "systemctl restart nfs-server", unless: "systemctl is-active -q nfs-server && grep -qw -- -3 /proc/fs/nfsd/versions" },
             { run: "exportfs -ra" },
           ],
         },
@@ -147,8 +147,10 @@ function mediaSteps(ctx: HostContext): Step[] {
         phase: "code",
         title: "Create the mount point for the media",
         // Never touch it once the share is mounted: root is nobody on the share (root_squash).
-        action: { kind: "commands", commands: [{ run: `install -d -m 0755 ${shell(dir)}`, unless: `mountpoint -q ${shell(dir)}` }] },
-        why: `Owned by root: nothing but the mount writes here. The app units require the mount (RequiresMountsFor=), so they never start on the empty directory.`,
+        action: { kind: "commands", commands: [{ run: `install -d -o root -g root -m 0755 ${shell(dir)}`, unless: `mountpoint -q ${shell(dir)}` }] },
+        why:
+          `Owned by root: nothing but the mount writes here. The app units require the mount (RequiresMountsFor=), so they never start on the empty directory. ` +
+          `Uploads this host kept locally before are hidden by the mount: copy them to ${server.name} first.`,
       },
       {
         id: "media.mount",

@@ -114,11 +114,11 @@ describe("NFS: worker1 exports, the app hosts mount (ha-cluster)", () => {
     expect(stepLines(step(ctx("worker1"), "media.directory"))).toEqual(["install -d -o novacloud -g www-data -m 2750 /opt/novacloud/media"]);
     expect(stepLines(step(ctx("worker1"), "media.export"))).toEqual([
       "systemctl enable nfs-server",
-      "grep -qw -- -3 /proc/fs/nfsd/versions || systemctl restart nfs-server",
+      "systemctl is-active -q nfs-server && grep -qw -- -3 /proc/fs/nfsd/versions || systemctl restart nfs-server",
       "exportfs -ra",
     ]);
     const point = step(ctx("app1"), "media.mount-point");
-    expect(stepLines(point)).toEqual(["mountpoint -q /opt/novacloud/media || install -d -m 0755 /opt/novacloud/media"]);
+    expect(stepLines(point)).toEqual(["mountpoint -q /opt/novacloud/media || install -d -o root -g root -m 0755 /opt/novacloud/media"]);
     const mount = step(ctx("app1"), "media.mount");
     expect(stepLines(mount)).toEqual(["systemctl daemon-reload", "systemctl enable --now opt-novacloud-media.mount"]);
     expect(mount.after).toEqual([{ host: "worker1", id: "media.export" }]);
