@@ -24,6 +24,13 @@ function cell(text) {
   return String(text).replace(/\|/g, "\\|").replace(/\n/g, " ");
 }
 
+/** The key every option of a union of tables fixes to a constant (tls: mode, media: storage). */
+function discriminator(node) {
+  const options = node.anyOf ?? node.oneOf;
+  if (!options?.every((o) => o.type === "object" && o.properties)) return undefined;
+  return Object.keys(options[0].properties).find((k) => options.every((o) => o.properties[k]?.const !== undefined));
+}
+
 function rows(node, path, required, out) {
   const props = node.properties ?? {};
   for (const [key, child] of Object.entries(props)) {
@@ -37,12 +44,13 @@ function rows(node, path, required, out) {
     } else if (isMap) {
       out.push({ key: `${full}.NAME`, type: "table", required: false, description: child.description ?? "" });
       rows(child.additionalProperties, `${full}.NAME`, child.additionalProperties.required ?? [], out);
-    } else if ((child.anyOf ?? child.oneOf)?.some((o) => o.properties?.mode)) {
-      // discriminated union of tables (site.tls)
+    } else if (discriminator(child) !== undefined) {
+      // discriminated union of tables (site.tls by mode, media by storage)
+      const tag = discriminator(child);
       out.push({ key: full, type: "table", required: required.includes(key), description: child.description ?? "" });
       for (const option of child.anyOf ?? child.oneOf) {
-        const mode = option.properties.mode.const;
-        rows({ properties: Object.fromEntries(Object.entries(option.properties).filter(([k]) => k !== "mode")) }, `${full} (mode = "${mode}")`, option.required ?? [], out);
+        const value = option.properties[tag].const;
+        rows({ properties: Object.fromEntries(Object.entries(option.properties).filter(([k]) => k !== tag)) }, `${full} (${tag} = "${value}")`, option.required ?? [], out);
       }
     } else {
       out.push({ key: full, type: typeOf(child), required: required.includes(key), description: child.description ?? "" });

@@ -180,6 +180,16 @@ export function composeEnv(value: string): string {
   return `"${value.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
 }
 
+/**
+ * A path in /etc/exports (exports(5)): blanks end it and `#` starts a comment; the \040 escape
+ * exists but exportfs also reads `(` and `"` specially, so only plain path characters are written.
+ */
+export function exportsPath(value: string): string {
+  assertNoControl(value, "an exports file");
+  if (/^\/[A-Za-z0-9._+@\/-]*$/.test(value)) return value;
+  throw new UnsafeValueError("an exports file", `${JSON.stringify(value)} is not a plain absolute path`);
+}
+
 /** Which reader an env file is for: systemd/bash on hosts, Compose in the Compose bundle. */
 export type EnvDialect = "systemd" | "compose";
 
@@ -205,6 +215,7 @@ export const QUOTE_FILTERS = {
   redis,
   mosquitto,
   composeEnv,
+  exports: exportsPath,
 } as const;
 
 /** Filters that format a list of values, each quoted for its target. */

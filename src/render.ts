@@ -11,6 +11,7 @@ import { hostContexts, type HostContext, type HostFamily } from "./artifacts/con
 import { firewallFamily } from "./artifacts/firewall.js";
 import { haproxyFamily } from "./artifacts/haproxy.js";
 import { logrotateFamily } from "./artifacts/logrotate.js";
+import { mediaFamily } from "./artifacts/media.js";
 import { mosquittoFamily } from "./artifacts/mosquitto.js";
 import { nginxFamily } from "./artifacts/nginx.js";
 import { postgresFamily } from "./artifacts/postgres.js";
@@ -29,6 +30,7 @@ import { buildTree, placeFiles, type FileSpec, type Tree, type TreeFile } from "
 /** The families that make a host's files, in the order their steps appear within a phase. */
 export const HOST_FAMILIES: readonly HostFamily[] = [
   appFamily,
+  mediaFamily,
   systemdFamily,
   nginxFamily,
   haproxyFamily,

@@ -63,6 +63,20 @@ describe("the flow table decides who may connect", () => {
         expect(sorted(remote)).toEqual(sorted(pg.map((f) => `${f.client}:${f.from.address}/32`)));
       });
 
+      it(`${name}: the NFS export admits exactly the table's NFS clients`, () => {
+        const exported = file(c, host, pathsOf(c.model).nfsExports);
+        const nfs = flowsTo(c.table, host, "nfs");
+        if (exported === undefined) return expect(nfs).toEqual([]);
+        const clients = lines(exported)
+          .map((l) => l.trim().replace(/\s*\\$/, ""))
+          .flatMap((l) => {
+            const m = /^(\d+\.\d+\.\d+\.\d+)\(/.exec(l);
+            return m ? [m[1]!] : [];
+          });
+        expect(clients.length).toBeGreaterThan(0);
+        expect(sorted(clients)).toEqual(sorted(nfs.map((f) => f.from.address)));
+      });
+
       it(`${name}: servers listen on the private address exactly when a flow reaches them`, () => {
         const p = pathsOf(c.model);
         const redis = file(c, host, p.redisFragment);

@@ -62,7 +62,7 @@ function valueAt(root: unknown, path: readonly PathSegment[]): unknown {
   return node;
 }
 
-const SECRET_KEY_NAMES = new Set(["password", "secret_key", "stats_password", "bridge_password"]);
+const SECRET_KEY_NAMES = new Set(["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"]);
 
 /**
  * Values in the model that are or may be secrets: anything written under a secret key (an inline
@@ -335,7 +335,7 @@ function stringFields(): string[] {
     if (def.type === "pipe") return walk(def.in, path);
     if (def.type === "object") {
       for (const [key, child] of Object.entries(def.shape as Record<string, unknown>)) {
-        if (key === "$schema" || ["password", "secret_key", "stats_password", "bridge_password"].includes(key)) continue;
+        if (key === "$schema" || ["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"].includes(key)) continue;
         walk(child, [...path, key]);
       }
       return;

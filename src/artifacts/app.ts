@@ -12,6 +12,7 @@ import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
+import { s3Settings } from "./media.js";
 import { urlOf, type Paths } from "./paths.js";
 import type { Step } from "./steps.js";
 
@@ -87,7 +88,9 @@ export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
     allowedHosts: [...model.siteNames, ...model.django.allowed_hosts].join(","),
     csrfTrustedOrigins: model.siteNames.map((n) => urlOf("https", n, at.httpsPort)).join(","),
     staticRoot: model.project.staticDir,
-    mediaRoot: model.project.mediaDir,
+    // With S3 there is no media directory: the bucket settings below instead.
+    mediaRoot: model.media.storage === "s3" ? undefined : model.project.mediaDir,
+    s3: s3Settings(model, secrets),
     db: {
       name: model.postgres.database,
       user: model.postgres.user,
@@ -292,17 +295,10 @@ function appSteps(ctx: HostContext): Step[] {
     {
       id: "app.directories",
       phase: "code",
-      title: "Create the static and media directories",
-      action: {
-        kind: "commands",
-        commands: [
-          { run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}` },
-          { run: `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(p.mediaDir)}` },
-        ],
-      },
-      why:
-        "They are shared by every release. collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
-        "so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; www-data is not added to the project's group, which can read the .env.",
+      title: "Create the static directory",
+      // MEDIA_ROOT is the media family's: a directory, an NFS mount point, or nothing (S3).
+      action: { kind: "commands", commands: [{ run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}` }] },
+      why: "It is shared by every release. collectstatic writes STATIC_ROOT as the service account and nginx reads it.",
     },
   ];
   if (t.migrator?.name === ctx.host.name) {

@@ -28,6 +28,7 @@ const SERVICE_NAMES: Record<Flow["service"], string> = {
   sentinel: "Redis Sentinel",
   mqtt: "MQTT (plain, private)",
   "mqtt-devices": "MQTT for devices (plain)",
+  nfs: "NFS (media)",
 };
 
 /** The flows that reach this host, one rule per port, one source per client host (UFW-04). */

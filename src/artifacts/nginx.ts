@@ -87,7 +87,8 @@ export function siteView(model: Model, setting: SiteSetting) {
     errorLog: setting.logs.error,
     // NGX-11: location and alias both end in '/', so /static../ cannot escape the directory.
     static: { url: model.site.static_url, dir: `${model.project.staticDir}/` },
-    media: { url: model.site.media_url, dir: `${model.project.mediaDir}/` },
+    // Uploads in S3 are served from the bucket (django-storages' URLs), not by nginx.
+    media: model.media.storage === "s3" ? undefined : { url: model.site.media_url, dir: `${model.project.mediaDir}/` },
     wsgi: setting.wsgiHost === undefined ? undefined : { host: setting.wsgiHost, port: model.gunicorn.port },
     asgi:
       setting.asgiHost === undefined

@@ -53,6 +53,25 @@ export function asgiHealthCheckPath(model: Model): string {
   return `${model.site.websocket_path.replace(/\/$/, "")}${model.site.health_check_path}`;
 }
 
+/**
+ * The unit name systemd gives a path (`systemd-escape --path`): slashes become '-', and every
+ * byte outside [A-Za-z0-9:_.] (and a leading '.') becomes \xNN, so /opt/nova-cloud/media is
+ * opt-nova\x2dcloud-media. A .mount unit must be named so (systemd.mount(5)).
+ */
+export function pathUnitName(path: string, suffix: string): string {
+  const trimmed = path.replace(/\/+/g, "/").replace(/^\/|\/$/g, "");
+  if (trimmed === "") return `-.${suffix}`;
+  const escaped = [...new TextEncoder().encode(trimmed)]
+    .map((byte, i) => {
+      const c = String.fromCharCode(byte);
+      if (c === "/") return "-";
+      if (/[A-Za-z0-9:_]/.test(c) || (c === "." && i > 0)) return c;
+      return `\\x${byte.toString(16).padStart(2, "0")}`;
+    })
+    .join("");
+  return `${escaped}.${suffix}`;
+}
+
 /** The paths of a model; render() computes them once and hands them to every family (ctx.paths). */
 export function pathsOf(model: Model) {
   const n = model.project.name;
@@ -131,7 +150,14 @@ export function pathsOf(model: Model) {
     // Scripts, schedules, rotation, firewall
     backupScript: `${root}/backup.sh`,
     updateScript: `${root}/update.sh`,
-    backupCron: `/etc/cron.d/${n}-backup`,
+    /** The backup's oneshot service and the timer that starts it (systemd, not cron). */
+    backupService: `${n}-backup.service`,
+    backupTimer: `${n}-backup.timer`,
+    // Media on NFS: the export on the server (exportfs reads /etc/exports.d/*.exports), its
+    // NFSv4-only settings (nfs.conf.d), and the mount unit on the hosts that mount it.
+    nfsExports: `/etc/exports.d/${n}-media.exports`,
+    nfsConf: `/etc/nfs.conf.d/${n}.conf`,
+    mediaMountUnit: pathUnitName(model.project.mediaDir, "mount"),
     logrotate: `/etc/logrotate.d/${n}`,
     firewallScript: `/usr/local/sbin/${n}-firewall`,
     certbotDeployHook: `/etc/letsencrypt/renewal-hooks/deploy/${n}`,

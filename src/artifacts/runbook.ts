@@ -4,6 +4,7 @@
  * phase order, as one Markdown file for a person. The Ansible playbook is rendered from the
  * same steps.
  */
+import { nfsServer } from "../model/media.js";
 import { runsDjango } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
@@ -24,19 +25,28 @@ const PHASE_TITLES: Record<Phase, string> = {
   verify: "Verify",
 };
 
-/** True when the host needs the project's system account (it runs Django code or the backup). */
+/**
+ * True when the host needs the project's system account: it runs Django code, the backup (every
+ * PostgreSQL cluster member), or owns the media directory it exports over NFS.
+ */
 function needsAccount(ctx: HostContext): boolean {
-  return runsDjango(ctx.host) || ctx.host.roles.has("db");
+  const { host, model } = ctx;
+  return runsDjango(host) || host.roles.has("db") || host.roles.has("db-standby") || nfsServer(model.media, model.topology)?.name === host.name;
 }
 
 function accountStep(ctx: HostContext): Step {
   const { user, group, root } = ctx.model.project;
+  const media = ctx.model.media;
+  // NFS compares numeric ids: the account owns the shared media under one uid on every host.
+  const uid = media.storage === "nfs" ? media.uid : undefined;
   return {
     id: "host.account",
     phase: "accounts",
     title: `Create the system account ${user}`,
-    action: { kind: "account", user, group, home: root },
-    why: "Services run as a dedicated account without a login shell, never as root.",
+    action: { kind: "account", user, group, home: root, ...(uid === undefined ? {} : { uid }) },
+    why:
+      "Services run as a dedicated account without a login shell, never as root." +
+      (uid === undefined ? "" : ` Its uid is ${uid} on every host (media.uid): the media shared over NFS belong to it by number.`),
   };
 }
 

@@ -35,8 +35,11 @@ export interface Command {
 export type Action =
   /** apt-get install of these packages. */
   | { readonly kind: "packages"; readonly packages: readonly string[] }
-  /** A system account without a login shell. */
-  | { readonly kind: "account"; readonly user: string; readonly group: string; readonly home: string }
+  /**
+   * A system account without a login shell; with `uid`, that user id (the same on every host,
+   * when hosts share files over NFS).
+   */
+  | { readonly kind: "account"; readonly user: string; readonly group: string; readonly home: string; readonly uid?: number }
   /** Install every file of this host's tree with its owner and mode. */
   | { readonly kind: "files" }
   /** Shell commands that change the host, in order. */
@@ -116,13 +119,22 @@ export function stepLines(step: Step): string[] {
   switch (a.kind) {
     case "packages":
       return ["apt-get update", `apt-get install -y ${a.packages.map(shell).join(" ")}`];
-    case "account":
-      return a.group === a.user
-        ? [`id -u ${shell(a.user)} >/dev/null 2>&1 || useradd --system --user-group --home-dir ${shell(a.home)} --no-create-home --shell /usr/sbin/nologin ${shell(a.user)}`]
-        : [
-            `getent group ${shell(a.group)} >/dev/null || groupadd --system ${shell(a.group)}`,
-            `id -u ${shell(a.user)} >/dev/null 2>&1 || useradd --system --gid ${shell(a.group)} --home-dir ${shell(a.home)} --no-create-home --shell /usr/sbin/nologin ${shell(a.user)}`,
-          ];
+    case "account": {
+      const uid = a.uid === undefined ? "" : `--uid ${a.uid} `;
+      const create =
+        a.group === a.user
+          ? [`id -u ${shell(a.user)} >/dev/null 2>&1 || useradd --system --user-group ${uid}--home-dir ${shell(a.home)} --no-create-home --shell /usr/sbin/nologin ${shell(a.user)}`]
+          : [
+              `getent group ${shell(a.group)} >/dev/null || groupadd --system ${shell(a.group)}`,
+              `id -u ${shell(a.user)} >/dev/null 2>&1 || useradd --system --gid ${shell(a.group)} ${uid}--home-dir ${shell(a.home)} --no-create-home --shell /usr/sbin/nologin ${shell(a.user)}`,
+            ];
+      // An account that existed before keeps its id: say so rather than share files under two ids.
+      const check =
+        a.uid === undefined
+          ? []
+          : [`test "$(id -u ${shell(a.user)})" = ${a.uid} || { echo "${a.user} has uid $(id -u ${shell(a.user)}), not ${a.uid}: change it (usermod --uid) before sharing files" >&2; false; }`];
+      return [...create, ...check];
+    }
     case "files":
       return [];
     case "commands":

@@ -7,6 +7,7 @@ import type { Role } from "../model/schema.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
+import { mediaMountPoint } from "./media.js";
 import { unitNames } from "./paths.js";
 import type { Step } from "./steps.js";
 
@@ -66,6 +67,8 @@ function commonView(ctx: HostContext) {
     workingDirectory: p.current,
     environmentFile: p.envFile,
     mediaDir: p.mediaDir,
+    // Media on NFS: the units start after the mount and never without it.
+    mediaMount: mediaMountPoint(ctx),
     typeExec: model.caps.systemd.typeExec,
     protectClock: model.caps.systemd.protectClock,
   };

@@ -9,13 +9,17 @@
  * `serverFor` names, the same function the flows are built with. Public entry points (the site,
  * MQTT over TLS, SSH) are listed beside the flows.
  */
+import { mediaHosts, nfsServer } from "./media.js";
 import type { Host, Model, Topology } from "./normalize.js";
 
 /** What listens on the server side of a flow. */
-export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend";
+export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend" | "nfs";
 
 /** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication). */
-export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb";
+export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb" | "media";
+
+/** NFSv4 needs this one port (no rpcbind, no mountd): the export and the mount say vers 4 only. */
+export const NFS_PORT = 2049;
 
 export interface Flow {
   readonly from: Host;
@@ -140,6 +144,10 @@ export function flowTable(model: Model): FlowTable {
     // Devices, once HAProxy on the lb has terminated their TLS.
     if (t.lb && mqttTlsEnd(model) === "lb") add([t.lb], [broker], model.mqtt.device_port, "mqtt-devices", "lb", "HAProxy, for devices (it terminates their TLS)");
   }
+
+  // Media on NFS: every other host that serves or writes uploads mounts the server's export.
+  const media = nfsServer(model.media, t);
+  if (media) add(mediaHosts(t.hosts), [media], NFS_PORT, "nfs", "media", "uploaded media (NFSv4)");
   return { flows, entries: entries(model) };
 }
 

@@ -3,6 +3,7 @@
  * field to change. These run on the parsed model, before normalization.
  */
 import type { ModelIssue } from "./errors.js";
+import { mediaHosts } from "./media.js";
 import { accountNames, hostsOf, topologyOf, type Host, type Topology } from "./normalize.js";
 import type { ParsedModel, Role } from "./schema.js";
 import { imageTagVersion, type SecretRef } from "./values.js";
@@ -115,6 +116,21 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   }
 
   const hosts = hostsOf(parsed);
+
+  // --- media: one home that every host serving or writing uploads sees ---
+  const media = parsed.media;
+  const handling = mediaHosts(hosts);
+  if (media.storage === "local" && handling.length > 1) {
+    add(
+      "media",
+      `storage = "local" (the default) would give each of ${handling.map((h) => h.name).join(", ")} its own uploads (they serve or write them): ` +
+        'set storage = "nfs" with a server that exports them to the others, or storage = "s3"',
+    );
+  }
+  if (media.storage === "nfs" && !hosts.some((h) => h.name === media.server)) {
+    add("media.server", hosts.length === 0 ? `"${media.server}" is not a host: the model has no [hosts]` : `"${media.server}" is not a host of this model (${hosts.map((h) => h.name).join(", ")})`);
+  }
+
   if (hosts.length === 0) {
     if (parsed.compose === undefined) add("hosts", "at least one [hosts.NAME] with roles is required (or a [compose] section)");
     return issues;
@@ -271,6 +287,8 @@ export function inlineSecretPaths(parsed: ParsedModel): string[] {
     ["django.secret_key", parsed.django.secret_key],
     ["email.password", parsed.email?.password],
     ["haproxy.stats_password", parsed.haproxy.stats_password],
+    ["media.access_key_id", parsed.media.storage === "s3" ? parsed.media.access_key_id : undefined],
+    ["media.secret_access_key", parsed.media.storage === "s3" ? parsed.media.secret_access_key : undefined],
   ];
   return candidates.filter(([, ref]) => typeof ref === "string").map(([path]) => path);
 }

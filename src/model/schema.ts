@@ -77,7 +77,7 @@ const platform = z
 
 const project = z
   .strictObject({
-    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate and cron files and paths. Default novacloud."),
+    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate files and paths. Default novacloud."),
     django_module: pythonModule().describe("Django project package: NAME.wsgi:application, NAME.asgi:application, celery -A NAME."),
     settings_module: pythonModule().optional().describe("DJANGO_SETTINGS_MODULE. Default <django_module>.settings."),
     root: absPath().optional().describe("Base directory on the Django hosts: releases/ (one per deployed commit), the current link, static/ and media/. Default /opt/<name>."),
@@ -299,13 +299,64 @@ const emailSection = z
 
 const backup = z
   .strictObject({
-    dir: absPath().default("/opt/backups").describe("Where dumps go on the db host. Default /opt/backups."),
-    schedule: cron().default("0 3 * * *").describe('cron schedule of the nightly dump. Default "0 3 * * *".'),
-    keep_days: int(1, 3650).default(30).describe("Dumps older than this are pruned after a successful run. Default 30."),
+    dir: absPath().default("/opt/backups").describe("Where backups go on the hosts that make them (database members, the media's home). Default /opt/backups."),
+    schedule: cron()
+      .default("0 3 * * *")
+      .describe('When the backup runs, in cron syntax (local time); a systemd timer runs it. Default "0 3 * * *".'),
+    keep_days: int(1, 3650).default(30).describe("Backups older than this are pruned after a successful run of their kind. Default 30."),
     age_recipient: ageRecipient().optional().describe("age public key: also back up the .env, encrypted to it."),
   })
   .prefault({})
-  .describe("Database backups.");
+  .describe("Backups: the database where it is the primary, and the uploaded media where they live.");
+
+// Uploads (MEDIA_ROOT) need one home that every host serving or writing them sees.
+const media = z
+  .discriminatedUnion(
+    "storage",
+    [
+      z.strictObject({
+        storage: z.literal("local").describe('"local": the uploads stay on the one host that serves and writes them.'),
+      }),
+      z.strictObject({
+        storage: z.literal("nfs").describe('"nfs": one host keeps the media directory and exports it (NFSv4) to the others.'),
+        server: z
+          .string()
+          .regex(hostKey, { error: (iss) => `${shown(iss.input)} is not a host name of [hosts.NAME] (lower-case letters, digits and '-')` })
+          .describe("The host (a [hosts.NAME]) that keeps the media directory and exports it to every web and worker host."),
+        uid: int(100, 60000).describe(
+          "User id the project account gets on every host: NFS compares numeric ids, so the account must own the files under the same number everywhere. Pick one that is free on all hosts.",
+        ),
+      }),
+      z.strictObject({
+        storage: z.literal("s3").describe('"s3": an S3 bucket through django-storages; nginx serves no local media.'),
+        bucket: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+            error: (iss) => `${shown(iss.input)} is not an S3 bucket name (3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit)`,
+          })
+          .describe("Bucket name."),
+        endpoint: z
+          .string()
+          .regex(/^https?:\/\/[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$/, {
+            error: (iss) => `${shown(iss.input)} is not an S3 endpoint URL (https://host or https://host:port, no path)`,
+          })
+          .optional()
+          .describe("S3 API endpoint of a provider other than AWS (e.g. https://s3.example.com). Default: AWS."),
+        region: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, { error: (iss) => `${shown(iss.input)} is not a region name (lower-case letters, digits and '-', e.g. eu-central-1)` })
+          .optional()
+          .describe("Region of the bucket (e.g. eu-central-1)."),
+        access_key_id: secret().describe("Access key id (AWS_ACCESS_KEY_ID), a secret reference."),
+        secret_access_key: secret().describe("Secret access key (AWS_SECRET_ACCESS_KEY), a secret reference."),
+      }),
+    ],
+    { error: 'expected storage = "local", "nfs" (with server and uid) or "s3" (with bucket and keys)' },
+  )
+  .prefault({ storage: "local" })
+  .describe(
+    'Where uploaded media live: storage = "local" (the default; only when one host serves and writes them), "nfs" (a server exports them to the other hosts) or "s3" (a bucket, through django-storages).',
+  );
 
 const logs = z
   .strictObject({
@@ -380,6 +431,7 @@ export const modelSchema = z
     mqtt,
     django,
     email: emailSection,
+    media,
     backup,
     logs,
     firewall,
@@ -394,6 +446,6 @@ export type ModelInput = z.input<typeof modelSchema>;
 export type ParsedModel = z.output<typeof modelSchema>;
 
 /** Keys whose values are secrets: never echoed in an error. */
-export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password"]);
+export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"]);
 
 export { envName };

@@ -15,13 +15,15 @@ export type SecretName =
   | "mqttBridgePassword"
   | "secretKey"
   | "emailPassword"
-  | "statsPassword";
+  | "statsPassword"
+  | "mediaAccessKeyId"
+  | "mediaSecretAccessKey";
 
 /** Resolved secret values by name; a name is absent when the model does not use it. */
 export type Secrets = Readonly<Partial<Record<SecretName, string>>>;
 
 /** The parts of the model that hold secret references. */
-export type SecretHolder = Pick<ParsedModel, "postgres" | "redis" | "mqtt" | "django" | "email" | "haproxy">;
+export type SecretHolder = Pick<ParsedModel, "postgres" | "redis" | "mqtt" | "django" | "email" | "haproxy" | "media">;
 
 const SLOTS: readonly { name: SecretName; path: string; ref: (m: SecretHolder) => SecretRef | undefined }[] = [
   { name: "dbPassword", path: "postgres.password", ref: (m) => m.postgres.password },
@@ -32,6 +34,8 @@ const SLOTS: readonly { name: SecretName; path: string; ref: (m: SecretHolder) =
   { name: "secretKey", path: "django.secret_key", ref: (m) => m.django.secret_key },
   { name: "emailPassword", path: "email.password", ref: (m) => m.email?.password },
   { name: "statsPassword", path: "haproxy.stats_password", ref: (m) => m.haproxy.stats_password },
+  { name: "mediaAccessKeyId", path: "media.access_key_id", ref: (m) => (m.media.storage === "s3" ? m.media.access_key_id : undefined) },
+  { name: "mediaSecretAccessKey", path: "media.secret_access_key", ref: (m) => (m.media.storage === "s3" ? m.media.secret_access_key : undefined) },
 ];
 
 export interface SecretUse {

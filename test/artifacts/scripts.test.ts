@@ -62,11 +62,21 @@ describe("which host gets which file", () => {
     const le = ctx.model.site.tls.mode === "letsencrypt";
     const terminates = ctx.model.topology.lb ? roles.has("lb") : roles.has("web");
     const expected = new Map<string, [number, string, string]>();
-    if (roles.has("db")) {
+    // Every PostgreSQL member, and the host that keeps the media (or copies them from S3).
+    const media = ctx.model.media;
+    const mediaHost =
+      media.storage === "s3"
+        ? ctx.model.topology.migrator?.name === ctx.host.name
+        : media.storage === "nfs"
+          ? media.server === ctx.host.name
+          : ["web", "app", "asgi", "worker"].some((r) => roles.has(r as never));
+    const database = roles.has("db") || roles.has("db-standby");
+    if (database || mediaHost) {
       expected.set(p.backupScript, [0o755, "root", "root"]);
-      expected.set(p.backupPgpass, [0o600, ctx.model.project.user, ctx.model.project.group]);
-      expected.set(p.backupCron, [0o644, "root", "root"]);
+      expected.set(`${p.unitDir}/${p.backupService}`, [0o644, "root", "root"]);
+      expected.set(`${p.unitDir}/${p.backupTimer}`, [0o644, "root", "root"]);
     }
+    if (database) expected.set(p.backupPgpass, [0o600, ctx.model.project.user, ctx.model.project.group]);
     if (django) expected.set(p.updateScript, [0o755, "root", "root"]);
     if (roles.has("app")) expected.set(p.logrotate, [0o644, "root", "root"]);
     expected.set(p.firewallScript, [0o755, "root", "root"]);
@@ -83,7 +93,7 @@ describe("which host gets which file", () => {
     }
   });
 
-  it("never writes a secret into a script, the cron file or logrotate (only the 0600 password file holds one)", () => {
+  it("never writes a secret into a script, a unit or logrotate (only the 0600 password file holds one)", () => {
     for (const { ctx } of all) {
       for (const f of scriptsFamily.files(ctx)) {
         if (f.path === pathsOf(ctx.model).backupPgpass) continue;
@@ -118,8 +128,10 @@ describe("backup (errata 11)", () => {
     expect(script).not.toMatch(/PGPASSWORD/);
   });
 
-  it("is strict, private and locked before it does anything (BK-01, BK-03, BK-09)", () => {
-    for (const { ctx } of all.filter(({ ctx }) => ctx.host.roles.has("db"))) {
+  it("is strict, private and locked before it does anything, and keeps a dump only after checking it (BK-01, BK-03, BK-09)", () => {
+    const members = all.filter(({ ctx }) => ctx.host.roles.has("db") || ctx.host.roles.has("db-standby"));
+    expect(members.length).toBeGreaterThanOrEqual(7);
+    for (const { ctx } of members) {
       const content = file(ctx, pathsOf(ctx.model).backupScript).content;
       expect(content.startsWith("#!/usr/bin/env bash\n")).toBe(true);
       const lines = code(content);
@@ -127,23 +139,60 @@ describe("backup (errata 11)", () => {
       expect(at(/^set -Eeuo pipefail$/)).toBe(0);
       expect(at(/^umask 077$/)).toBe(1);
       const flock = at(/flock -n 9/);
-      const dump = at(/^pg_dump /);
-      const check = at(/^pg_restore --list "\$tmp\/db\.dump"/);
-      const keep = at(/^mv -- "\$tmp\/db\.dump" "\$BACKUP_DIR\/\$\{PREFIX\}_db_\$\{ts\}\.dump"$/);
-      const prune = at(/^find "\$BACKUP_DIR"/);
+      const role = at(/SELECT pg_is_in_recovery\(\)/);
+      const dump = at(/^elif pg_dump /);
+      const check = at(/&& pg_restore --list "\$tmp\/db\.dump"/);
+      const keep = at(/^ +keep db\.dump db dump$/);
       expect(flock).toBeGreaterThan(1);
-      expect([flock < dump, dump < check, check < keep, keep < prune]).toEqual([true, true, true, true]);
+      expect([flock < role, role < dump, dump < check, check < keep]).toEqual([true, true, true, true]);
       expect(lines.join("\n")).toContain(`readonly KEEP_DAYS=${ctx.model.backup.keep_days}`);
       expect(lines.join("\n")).toContain("date -u +%Y%m%dT%H%M%SZ");
     }
   });
 
-  it("archives media with relative names only where the host also serves the app (BK-10, BK-06)", () => {
-    const withApp = file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content;
-    expect(withApp).toContain("readonly MEDIA_PARENT=/opt/novacloud\nreadonly MEDIA_NAME=media\n");
-    expect(withApp).toContain('tar -C "$MEDIA_PARENT" -czf "$tmp/media.tar.gz" -- "$MEDIA_NAME"');
-    const dbOnly = file(host("ha-cluster", "db1"), "/opt/novacloud/backup.sh").content;
-    expect(dbOnly).not.toContain("tar ");
+  it("prunes a kind only right after a new file of that kind is in place", () => {
+    const lines = code(file(host("options", "iot1"), "/srv/iotcloud/backup.sh").content);
+    const body = lines.slice(lines.findIndex((l) => l.startsWith("keep() {")), lines.findIndex((l) => l.startsWith("keep() {")) + 6);
+    expect(body).toEqual([
+      "keep() {",
+      '    local target="$BACKUP_DIR/${PREFIX}_$2_${ts}.$3"',
+      '    mv -- "$tmp/$1" "$target"',
+      '    find "$BACKUP_DIR" -maxdepth 1 -type f -name "${PREFIX}_$2_*.$3" -mtime +"$KEEP_DAYS" -delete',
+      '    echo "backup: $target written"',
+      "}",
+    ]);
+    expect(lines.filter((l) => l.includes("find "))).toHaveLength(1);
+  });
+
+  it("archives media with relative names where they live: the one media host, the NFS server, or S3's copy on the migrator (BK-10, BK-06)", () => {
+    const single = file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content;
+    expect(single).toContain("readonly MEDIA_PARENT=/opt/novacloud\nreadonly MEDIA_NAME=media\n");
+    expect(single).toContain('tar -C "$MEDIA_PARENT" -czf "$tmp/media.tar.gz" -- "$MEDIA_NAME"');
+    // ha-cluster: on NFS from worker1; the database hosts archive no media.
+    expect(file(host("ha-cluster", "worker1"), "/opt/novacloud/backup.sh").content).toContain("readonly MEDIA_PARENT=/opt/novacloud\nreadonly MEDIA_NAME=media\n");
+    for (const name of ["db1", "db2"]) expect(code(file(host("ha-cluster", name), "/opt/novacloud/backup.sh").content).filter((l) => /\btar /.test(l))).toEqual([]);
+    for (const name of ["app1", "app2", "app3"]) expect(files(host("ha-cluster", name)).has("/opt/novacloud/backup.sh")).toBe(false);
+    // ha-sentinel: in S3; app1 copies the bucket into a mirror beside the backups and archives it.
+    const s3 = file(host("ha-sentinel", "app1"), "/opt/novacloud/backup.sh").content;
+    expect(s3).toContain("readonly MEDIA_PARENT=/opt/backups/s3-mirror\nreadonly MEDIA_NAME=media\n");
+    expect(s3).toContain('exec rclone --config /dev/null --cache-dir "$tmp/rclone" sync "media:$S3_BUCKET" "$MEDIA_PARENT/$MEDIA_NAME"');
+    expect(s3).toContain("export RCLONE_CONFIG_MEDIA_PROVIDER=Other\nexport RCLONE_CONFIG_MEDIA_ENDPOINT=https://objects.example.net\nexport RCLONE_CONFIG_MEDIA_REGION=eu-central-1\n");
+    expect(files(host("ha-sentinel", "app2")).has("/opt/novacloud/backup.sh")).toBe(false);
+  });
+
+  it("treats tar's status 1 (a file changed while read) as a warning and any other as a media failure", () => {
+    const lines = code(file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content).map((l) => l.trim());
+    const from = lines.indexOf("case $status in");
+    expect(lines.slice(from, from + 8)).toEqual([
+      "case $status in",
+      "0) keep media.tar.gz media tar.gz ;;",
+      "1)",
+      'echo "backup: warning: media changed while they were archived (tar named the files above); the archive is kept" >&2',
+      "keep media.tar.gz media tar.gz",
+      ";;",
+      '*) failed+=("media: tar exited with status $status (see above); no archive kept") ;;',
+      "esac",
+    ]);
   });
 
   it("stores the .env only encrypted to the age recipient, and only where the .env exists (BK-04)", () => {
@@ -151,53 +200,59 @@ describe("backup (errata 11)", () => {
     const script = file(ctx, pathsOf(ctx.model).backupScript).content;
     expect(script).toContain(`readonly AGE_RECIPIENT=${ctx.model.backup.age_recipient}\n`);
     expect(script).toContain('age --encrypt --recipient "$AGE_RECIPIENT" --output "$tmp/env.age" "$ENV_FILE"');
-    expect(code(script).filter((l) => l.includes("ENV_FILE"))).toEqual([`readonly ENV_FILE=${ctx.model.project.envFile}`, expect.stringMatching(/^age --encrypt/)]);
+    expect(code(script).filter((l) => l.includes("ENV_FILE"))).toEqual([
+      `readonly ENV_FILE=${ctx.model.project.envFile}`,
+      'if age --encrypt --recipient "$AGE_RECIPIENT" --output "$tmp/env.age" "$ENV_FILE"; then',
+      '    failed+=("env: age could not encrypt $ENV_FILE (see above)")',
+    ]);
     // Without a recipient the .env is not touched at all.
     const plain = file(host("single-node", "node1"), "/opt/novacloud/backup.sh").content;
     expect(plain).not.toContain(".env");
     expect(plain).not.toContain("age ");
-    // A db host without Django code has no .env to encrypt.
+    // A db host without Django code has no .env to encrypt; the NFS server runs Django and has one.
     const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-    const db1 = contextOf(contextsWith("ha-cluster", { backup: { age_recipient: recipient } }), "db1");
-    expect(file(db1, "/opt/novacloud/backup.sh").content).not.toContain(recipient);
+    const variant = contextsWith("ha-cluster", { backup: { age_recipient: recipient } });
+    expect(file(contextOf(variant, "db1"), "/opt/novacloud/backup.sh").content).not.toContain(recipient);
+    expect(file(contextOf(variant, "worker1"), "/opt/novacloud/backup.sh").content).toContain(`readonly AGE_RECIPIENT=${recipient}\n`);
   });
 });
 
-describe("backup schedule (errata 12)", () => {
-  function cronLines(ctx: HostContext) {
-    const lines = code(file(ctx, pathsOf(ctx.model).backupCron).content);
-    return { env: lines.filter((l) => /^[A-Z]+=/.test(l)), jobs: lines.filter((l) => !/^[A-Z]+=/.test(l)) };
-  }
+describe("backup schedule (errata 12): a systemd timer, no cron", () => {
+  const unit = (ctx: HostContext, name: string) => file(ctx, `${pathsOf(ctx.model).unitDir}/${name}`).content;
 
   it.each([
-    ["single-node", "node1"],
-    ["options", "iot1"],
-    ["ha-cluster", "db1"],
-  ])("%s/%s: five time fields, the user field, then the flock'd backup into the journal", (fixture, name) => {
+    ["single-node", "node1", ["*-*-* 03:00:00"]],
+    ["options", "iot1", ["Mon..Sat *-*-* 02:30:00"]],
+    ["ha-cluster", "db2", ["*-*-* 03:00:00"]],
+  ] as const)("%s/%s: the timer fires at the model's schedule and catches up after downtime", (fixture, name, calendar) => {
     const ctx = host(fixture, name);
-    const { env, jobs } = cronLines(ctx);
-    expect(jobs).toHaveLength(1);
-    const fields = jobs[0]!.split(" ");
-    const schedule = ctx.model.backup.schedule.split(" ");
-    expect(schedule).toHaveLength(5);
-    expect(fields.slice(0, 5)).toEqual(schedule);
-    expect(fields[5]).toBe(ctx.model.project.user);
-    const command = fields.slice(6).join(" ");
-    expect(command.startsWith(`systemd-cat -t ${ctx.model.project.name}-backup ${pathsOf(ctx.model).backupScript} `)).toBe(true);
-    // cron turns % into a newline, and a log file the account cannot open kills the job (CR-01).
-    expect(command).not.toContain("%");
-    expect(command).not.toMatch(/>>?\s*\//);
-    expect(env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    expect(env).toContain("MAILTO=root");
-    // The script itself takes the lock (flock -n on the backup directory), so cron, update.sh
-    // and a hand run never overlap.
-    expect(file(ctx, pathsOf(ctx.model).backupScript).content).toContain('exec 9>>"$BACKUP_DIR/.lock"');
+    const timer = code(unit(ctx, pathsOf(ctx.model).backupTimer));
+    expect(timer.filter((l) => l.startsWith("OnCalendar="))).toEqual(calendar.map((c) => `OnCalendar=${c}`));
+    expect(timer).toContain("Persistent=true");
+    expect(timer).toContain("WantedBy=timers.target");
   });
 
-  it("takes a cron macro as the whole time specification", () => {
-    const ctx = contextOf(contextsWith("single-node", { backup: { schedule: "@daily" } }), "node1");
-    const { jobs } = cronLines(ctx);
-    expect(jobs[0]!.split(" ").slice(0, 2)).toEqual(["@daily", "novacloud"]);
+  it("the day-of-month OR weekday of cron becomes two OnCalendar= lines", () => {
+    const ctx = contextOf(contextsWith("single-node", { backup: { schedule: "0 4 1,15 * 0" } }), "node1");
+    expect(code(unit(ctx, "novacloud-backup.timer")).filter((l) => l.startsWith("OnCalendar="))).toEqual(["OnCalendar=*-*-01,15 04:00:00", "OnCalendar=Sun *-*-* 04:00:00"]);
+  });
+
+  it("the service runs the script once as the account, after PostgreSQL where there is one, without starting it", () => {
+    const db = code(unit(host("ha-cluster", "db1"), "novacloud-backup.service"));
+    expect(db).toEqual(expect.arrayContaining(["Type=oneshot", "User=novacloud", "Group=novacloud", "ExecStart=/opt/novacloud/backup.sh", "After=postgresql.service", "ReadWritePaths=/opt/backups"]));
+    expect(db.filter((l) => l.startsWith("Wants="))).toEqual([]);
+    // No "-" in front of ExecStart: a failed run is a failed unit.
+    expect(db.filter((l) => l.startsWith("ExecStart=-"))).toEqual([]);
+    const media = code(unit(host("ha-cluster", "worker1"), "novacloud-backup.service"));
+    expect(media.filter((l) => l.includes("postgresql"))).toEqual([]);
+    expect(media).toContain("IPAddressDeny=any");
+    const s3 = code(unit(host("ha-sentinel", "app1"), "novacloud-backup.service"));
+    expect(s3).toEqual(expect.arrayContaining(["Wants=network-online.target", "After=network-online.target"]));
+    expect(s3.filter((l) => l.startsWith("IPAddress"))).toEqual([]);
+  });
+
+  it("renders no cron entry anywhere", () => {
+    for (const { ctx } of all) for (const f of scriptsFamily.files(ctx)) expect(f.path).not.toMatch(/^\/etc\/cron/);
   });
 });
 
@@ -430,11 +485,26 @@ describe("runbook steps", () => {
   const steps = (ctx: HostContext) => scriptsFamily.steps(ctx);
   const commands = (ctx: HostContext) => steps(ctx).flatMap((s) => stepLines(s));
 
-  it("creates the backup directory 0700 for the account and runs one backup as the account", () => {
+  it("creates the backup directory 0700 for the account, enables the timer and runs one backup through the unit", () => {
     const ctx = host("options", "iot1");
     expect(commands(ctx)).toContain("install -d -m 0700 -o iot -g iot /var/backups/iotcloud");
-    expect(commands(ctx)).toContain("runuser -u iot -- /srv/iotcloud/backup.sh");
-    expect(steps(ctx).flatMap(stepPackages)).toEqual(expect.arrayContaining(["cron", "postgresql-client", "age", "ufw", "logrotate"]));
+    expect(commands(ctx)).toEqual(expect.arrayContaining(["systemctl daemon-reload", "systemctl enable --now iotcloud-backup.timer", "systemctl start iotcloud-backup.service"]));
+    expect(steps(ctx).flatMap(stepPackages)).toEqual(expect.arrayContaining(["postgresql-client", "age", "ufw", "logrotate"]));
+    expect(steps(ctx).flatMap(stepPackages)).not.toContain("cron");
+    expect(steps(host("ha-sentinel", "app1")).flatMap(stepPackages)).toContain("rclone");
+  });
+
+  it("says how failures are watched: the failed unit, its journal, and the age of the newest backup", () => {
+    const watch = steps(host("ha-cluster", "db2")).find((s) => s.id === "backup.watch")!;
+    expect(stepLines(watch)).toEqual([
+      "systemctl is-failed novacloud-backup.service",
+      "journalctl -u novacloud-backup.service -n 20 --no-pager",
+      "find /opt/backups -maxdepth 1 -type f -newermt '26 hours ago' -name 'novacloud_*'",
+    ]);
+    expect(watch.why).toContain("systemctl --failed");
+    expect(watch.why).toContain("no MTA");
+    const timer = steps(host("ha-cluster", "db2")).find((s) => s.id === "backup.timer")!;
+    expect(timer.why).toContain("pg_is_in_recovery() is false");
   });
 
   it("runs the firewall with a warning to keep the SSH session open", () => {

@@ -19,6 +19,8 @@ export const PROPERTY_ENV: Readonly<Record<string, string>> = {
   PROP_SECRET_KEY: "prop-secret-key-$(id)-&|<>",
   PROP_SMTP_PASSWORD: "prop-smtp pw",
   PROP_STATS_PASSWORD: "prop-stats:pw",
+  PROP_S3_ACCESS_KEY_ID: "PROPS3KEY0001",
+  PROP_S3_SECRET_ACCESS_KEY: "prop-s3 \"secret\" $k/+= #q",
 };
 
 const ref = (name: keyof typeof PROPERTY_ENV) => ({ env: name });
@@ -92,7 +94,10 @@ const topology = fc
     const lb = roles.some((r) => r.has("lb"));
     // Without an lb, devices reach the one broker by a name of its own unless it is the web host.
     const brokerOnWeb = mqtt.length === 1 && roles[mqtt[0]!]!.has("web");
-    return { hosts, standbys: standbys.length, redisCount, mqttCount: mqtt.length, django, single: n === 1, lb, brokerOnWeb };
+    // Uploads on several hosts need one home: an NFS server (any host) or S3.
+    const mediaHosts = roles.filter((r) => ["web", "app", "asgi", "worker"].some((x) => r.has(x))).length;
+    const nfsServer = t.names[t.picks[15]! % n]!;
+    return { hosts, standbys: standbys.length, redisCount, mqttCount: mqtt.length, django, single: n === 1, lb, brokerOnWeb, mediaHosts, nfsServer };
   });
 
 const optional = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
@@ -152,6 +157,7 @@ export const validModel: fc.Arbitrary<ModelObject> = fc
     balance: optional(fc.constantFrom("roundrobin", "leastconn")),
     timeout: optional(fc.constantFrom("5s", "250ms", "2m", "1h", "1d")),
     statsPassword: fc.boolean(),
+    mediaS3: fc.boolean(),
   })
   .map((r) => {
     const [gPort, dPort, pgPort, rPort, sPort, mPort, mtPort, bPort, stPort, acPort, sshPort, httpPort] = r.ports as [
@@ -223,6 +229,12 @@ export const validModel: fc.Arbitrary<ModelObject> = fc
             from: r.email.from ? `noreply@${r.email.host}` : undefined,
           })
         : undefined,
+      media:
+        hostsOff || t.mediaHosts < 2
+          ? undefined
+          : r.mediaS3
+            ? { storage: "s3", bucket: "prop-media", access_key_id: ref("PROP_S3_ACCESS_KEY_ID"), secret_access_key: ref("PROP_S3_SECRET_ACCESS_KEY") }
+            : { storage: "nfs", server: t.nfsServer, uid: 2001 },
       backup: r.schedule || r.keepDays ? compact({ schedule: r.schedule, keep_days: r.keepDays }) : undefined,
       logs: r.logDir ? { dir: r.logDir } : undefined,
       firewall: r.firewall ? compact({ ssh_port: r.setPorts ? sshPort : 22, ssh_from: r.sshFrom }) : undefined,

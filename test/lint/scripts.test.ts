@@ -361,17 +361,20 @@ describe.skipIf(!pgTools || !isRoot)("backup.sh against a throw-away PostgreSQL"
     await holder.stop();
   });
 
-  it("fails on a wrong password without keeping or pruning anything", async () => {
+  it("fails on a wrong password without keeping a dump or pruning one", async () => {
     await startPostgres();
-    const before = listing();
-    const old = before.find((f) => f.startsWith("iotcloud_db_"))!;
+    const dumps = () => listing().filter((f) => f.startsWith("iotcloud_db_"));
+    const before = dumps();
+    const old = before[0]!;
     const ancient = new Date(Date.now() - (model.backup.keep_days + 5) * 86400_000);
     utimesSync(join(b.path("backups"), old), ancient, ancient);
     const script = install("not-the-password");
     const r = backup(script);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/password authentication failed for user "iot_app"/);
-    expect(listing()).toEqual(before);
+    expect(r.stderr).toContain("backup: FAILED: database: PostgreSQL did not answer");
+    // The database part failed; the media and the .env are still kept (test/lint/backup.test.ts).
+    expect(dumps()).toEqual(before);
     expect(readdirSync(b.path("backups")).filter((f) => f.startsWith(".tmp"))).toEqual([]);
   });
 });
