@@ -89,11 +89,15 @@ function firewallSteps(ctx: HostContext): Step[] {
   return [
     {
       id: "firewall.enable",
-      phase: "services",
+      // Before any service of this host starts: the kernel tracks connections only once a rule
+      // needs it, so ufw's RELATED,ESTABLISHED rule does not know connections opened before.
+      phase: "network",
       title: "Enable the firewall",
       packages: ["ufw"],
       action: { kind: "commands", commands: [{ run: shell(ctx.paths.firewallScript) }] },
-      why: `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw.`,
+      why:
+        "Before any service on this host starts: a connection opened before the firewall comes up has its replies dropped once it does (connection tracking sees it only from then on, and takes the next reply for an unsolicited packet), so services would hang on their open connections until restarted. Running the script again later is safe: rules added to an active firewall keep the connections it already tracks. " +
+        `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw.`,
     },
     {
       id: "firewall.check",
