@@ -1,16 +1,19 @@
 /**
- * The "network" phase of every host (issue #9, items 9 and 12): the firewall is enabled before
- * any service of the host starts or opens a connection, over every fixture's runbook steps in
- * the order the runbook lists them.
+ * The "network" phase of every host (issue #9, items 9 and 12), over every fixture's runbook
+ * steps in the order the runbook lists them: the kernel setting that lets daemons bind their
+ * private address before it exists is rendered exactly where a daemon listens on one, and
+ * applied, like the firewall, before any service of the host starts or opens a connection.
  */
 import { describe, expect, it } from "vitest";
+import { pathsOf } from "../../src/artifacts/paths.js";
 import { stepLines, type Step } from "../../src/artifacts/steps.js";
+import { flowsTo } from "../../src/model/flows.js";
 import { renderHosts } from "../../src/render.js";
 import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 
 const HOSTS = fixtureNames().flatMap((fixture) => {
   const f = loadFixture(fixture);
-  return renderHosts(f.model, f.sources).map((h) => ({ name: `${fixture}/${h.ctx.host.name}`, model: f.model, steps: h.steps }));
+  return renderHosts(f.model, f.sources).map((h) => ({ name: `${fixture}/${h.ctx.host.name}`, model: f.model, ctx: h.ctx, files: h.files, steps: h.steps }));
 });
 
 /** Starts, restarts or reloads a service on this host: a service action, or systemctl doing it. */
@@ -33,6 +36,31 @@ describe("the firewall comes up before the services", () => {
       expect(h.steps[firewall]!.phase).toBe("network");
       const early = h.steps.slice(0, firewall).filter(startsService).map((s) => s.id);
       expect(early, `${h.name}: started before the firewall`).toEqual([]);
+    });
+  }
+});
+
+describe("daemons may bind their private address before the network configures it", () => {
+  it("covers hosts with and without private listeners", () => {
+    const withFile = HOSTS.filter((h) => h.files.some((f) => f.path === pathsOf(h.model).sysctlConf));
+    expect(withFile.length).toBeGreaterThanOrEqual(10);
+    expect(withFile.length).toBeLessThan(HOSTS.length);
+  });
+
+  for (const h of HOSTS) {
+    it(`${h.name}: net.ipv4.ip_nonlocal_bind = 1 exactly when a flow reaches the host, applied before its services`, () => {
+      const file = h.files.find((f) => f.path === pathsOf(h.model).sysctlConf);
+      const listens = flowsTo(h.ctx.flows, h.ctx.host).length > 0;
+      expect(file !== undefined, h.name).toBe(listens);
+      const ids = h.steps.map((s) => s.id);
+      const apply = ids.indexOf("sysctl.apply");
+      if (!listens) return expect(apply).toBe(-1);
+      const settings = file!.content.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));
+      expect(settings).toEqual(["net.ipv4.ip_nonlocal_bind = 1"]);
+      expect(file!.mode).toBe(0o644);
+      expect(h.steps[apply]!.phase).toBe("network");
+      expect(stepLines(h.steps[apply]!)).toEqual([`sysctl -p ${pathsOf(h.model).sysctlConf}`]);
+      expect(h.steps.slice(0, apply).filter(startsService).map((s) => s.id)).toEqual([]);
     });
   }
 });
