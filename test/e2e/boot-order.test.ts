@@ -16,12 +16,12 @@ import { pathsOf } from "../../src/artifacts/paths.js";
 import type { Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
 import type { Tree } from "../../src/tree.js";
-import { loadFixture } from "../helpers/fixtures.js";
+import { fixtureNames, loadFixture } from "../helpers/fixtures.js";
 import { giveToMosquitto } from "../helpers/mosquitto.js";
 import { netnsAvailable, startNetwork, type NetHost } from "../helpers/netns.js";
 import { nginxMainConf } from "../helpers/nginx.js";
 import { asPostgres, BIN, giveToPostgres, put } from "../helpers/postgres.js";
-import { programsAvailable, relocate, sandbox, selfSignedCertificate, stopAll, waitFor, type RunResult, type Sandbox } from "../helpers/programs.js";
+import { programsAvailable, relocate, run, sandbox, selfSignedCertificate, stopAll, waitFor, type RunResult, type Sandbox } from "../helpers/programs.js";
 
 const SYSTEMD_SYSCTL = "/lib/systemd/systemd-sysctl";
 
@@ -259,6 +259,22 @@ async function boot(d: Daemon) {
 }
 
 describe.skipIf(!available)("daemons started before their private address exists (a reboot)", () => {
+  it("every rendered sysctl.d file applies cleanly with systemd-sysctl, each setting read back", { timeout: 60_000 }, () => {
+    box = sandbox("ncr-boot-");
+    const files = fixtureNames().flatMap((name) => [...fixture(name).tree].filter(([path]) => path.endsWith(pathsOf(fixture(name).model).sysctlConf)).map(([path, f]) => ({ path: `${name}/${path}`, content: f.content })));
+    expect(files.length).toBeGreaterThanOrEqual(10);
+    for (const f of files) {
+      const file = box.write(`sysctl/${f.path.replace(/\//g, "_")}`, f.content);
+      const settings = f.content.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map((l) => l.split("=").map((x) => x.trim()));
+      // A fresh network namespace: net.* settings there never reach the machine's own.
+      const readBack = settings.map(([key]) => `sysctl -n ${key}`).join("; ");
+      const r = run("unshare", ["-n", "sh", "-c", `${SYSTEMD_SYSCTL} "$1" && ${readBack}`, "sh", file]);
+      expect(r.stderr, `${f.path}: systemd-sysctl complained`).toBe("");
+      expect(r.code, r.output).toBe(0);
+      expect(r.stdout.trim().split("\n"), f.path).toEqual(settings.map(([, value]) => value));
+    }
+  });
+
   it("without the kernel setting: redis-server exits, PostgreSQL stays on loopback only (the failure)", { timeout: 90_000 }, async () => {
     box = sandbox("ncr-boot-");
     const redis = await boot(redisDaemon);
