@@ -24,7 +24,7 @@ import { parse as parseToml } from "smol-toml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatIssue, isSecretPath, parsePath, type ModelIssue, type PathSegment } from "../src/model/errors.js";
 import { knownKeysAt, parseModelText } from "../src/model/parse.js";
-import { modelSchema } from "../src/model/schema.js";
+import { modelSchema, SECRET_KEYS } from "../src/model/schema.js";
 import { ROOT } from "./helpers/fixtures.js";
 import { INVALID_SECRETS, invalidCases, sectionOf, type InvalidCase } from "./helpers/invalid.js";
 
@@ -334,7 +334,7 @@ function stringFields(): string[] {
     if (def.type === "pipe") return walk(def.in, path);
     if (def.type === "object") {
       for (const [key, child] of Object.entries(def.shape as Record<string, unknown>)) {
-        if (key === "$schema" || ["password", "secret_key", "stats_password", "bridge_password"].includes(key)) continue;
+        if (key === "$schema" || SECRET_KEYS.has(key)) continue;
         walk(child, [...path, key]);
       }
       return;

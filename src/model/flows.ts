@@ -14,8 +14,8 @@ import type { Host, Model, Topology } from "./normalize.js";
 /** What listens on the server side of a flow. */
 export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "nginx-backend";
 
-/** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication). */
-export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb";
+/** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication and pg_rewind). */
+export type Client = "django" | "replication" | "rewind" | "sentinel" | "bridge" | "lb";
 
 export interface Flow {
   readonly from: Host;
@@ -96,6 +96,8 @@ export function flowTable(model: Model): FlowTable {
     const primary = member.name === t.db?.name;
     add(t.django, [member], pg, "postgres", "django", primary ? "Django" : "Django, once this standby is promoted");
     add(cluster, [member], pg, "postgres", "replication", primary ? "streaming replication" : "replication, once this standby is promoted");
+    // After a failover the old primary rewinds itself from the new one before it streams from it.
+    add(cluster, [member], pg, "postgres", "rewind", "pg_rewind after a failover");
   }
 
   // Redis: one instance, or replicas that Sentinel may promote, so every member is reachable.

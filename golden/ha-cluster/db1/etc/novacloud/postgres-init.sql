@@ -28,3 +28,15 @@ ALTER DATABASE novacloud_db OWNER TO novacloud;
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:ucNE55LsMxZf2A1e7X5zsQ==$BQrU9b5sYVc985HptBdr1CWGvPo0zNWgypVw/qkyWgk=:YugWvIXfvjgSDmx1moKYyGXQeVG/MNtwSwzblOpFLck=';
+
+-- pg_rewind: after a failover the old primary is rewound into a standby of the new one,
+-- reading its files as this role. It may only call the functions pg_rewind uses, granted
+-- here in the database postgres as the pg_rewind documentation shows (function privileges
+-- belong to one database; pg_rewind connects to postgres).
+SELECT format('CREATE ROLE %I LOGIN', 'rewinder')
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rewinder') \gexec
+ALTER ROLE rewinder WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:BGeUgt26+8NxHnYhHf4LTg==$dYJbb8arF3aqredPbXoULJPa5zlMRU0AsR51I0dnq1E=:hycu0b5VVWT7qRVJH0Y0ZEWMcK3GqI8zIIi9TR0YYRo=';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO rewinder;
