@@ -456,15 +456,25 @@ function postgresSteps(ctx: HostContext): Step[] {
     verify.push(psql(model, "-Atc", shell("SELECT pg_is_in_recovery()")));
     verify.push(psql(model, "-Atc", shell("SELECT status, sender_host FROM pg_stat_wal_receiver")));
   }
+  // What the hostssl lines give remote clients, said where the operator checks the server.
+  const tls = postgresClientTls(model);
+  const tlsNote =
+    tls?.sslmode === "require"
+      ? " Clients on other hosts connect with sslmode=require: encrypted, but the server's certificate is not verified; postgres.ssl_ca (the CA of the members' certificates) makes them verify it (verify-full)."
+      : tls?.sslmode === "verify-full"
+        ? ` Clients on other hosts connect with sslmode=verify-full: the certificate must be signed by ${tls.sslrootcert} and name the address they connect to.`
+        : "";
   steps.push({
     id: "postgres.check",
     phase: "verify",
     title: "Check PostgreSQL",
     action: { kind: "check", commands: verify },
-    why: has(ctx, "db-standby")
-      ? `No configuration errors (empty first result); pg_is_in_recovery() is t on a standby, and the WAL receiver is streaming from ${model.topology.db!.address}. On the primary, pg_stat_replication lists this host as streaming.`
-      : "No configuration errors (empty first result), the app's database belongs to its role" +
-        (model.topology.standbys.length > 0 ? ", and every standby streams (state streaming)." : "."),
+    why:
+      (has(ctx, "db-standby")
+        ? `No configuration errors (empty first result); pg_is_in_recovery() is t on a standby, and the WAL receiver is streaming from ${model.topology.db!.address}. On the primary, pg_stat_replication lists this host as streaming.`
+        : "No configuration errors (empty first result), the app's database belongs to its role" +
+          (model.topology.standbys.length > 0 ? ", and every standby streams (state streaming)." : ".")) +
+      (flowsTo(ctx.flows, ctx.host, "postgres").length > 0 ? tlsNote : ""),
   });
   if (has(ctx, "db")) {
     steps.push({
