@@ -254,7 +254,7 @@ afterAll(async () => {
   if (!available) return;
   for (const data of clusters) await stopCluster(data);
   await stopAll();
-  if (!process.env.KEEP) box.cleanup();
+  box.cleanup();
 }, 120_000);
 
 describe.skipIf(!available)("PostgreSQL failover and verify-full between the hosts (ha-cluster: db1, db2, app1)", () => {
