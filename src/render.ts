@@ -16,6 +16,7 @@ import { mosquittoFamily } from "./artifacts/mosquitto.js";
 import { nginxFamily } from "./artifacts/nginx.js";
 import { postgresFamily } from "./artifacts/postgres.js";
 import { redisFamily } from "./artifacts/redis.js";
+import { sysctlFamily } from "./artifacts/sysctl.js";
 import { hostSteps, runbookFile } from "./artifacts/runbook.js";
 import type { Step } from "./artifacts/steps.js";
 import { systemdFamily } from "./artifacts/systemd.js";
@@ -40,6 +41,7 @@ export const HOST_FAMILIES: readonly HostFamily[] = [
   backupFamily,
   updateFamily,
   logrotateFamily,
+  sysctlFamily,
   firewallFamily,
   certbotFamily,
 ];

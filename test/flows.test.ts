@@ -59,7 +59,7 @@ describe("the flow table decides who may connect", () => {
         const remote = lines(hba)
           .map((l) => l.split(/\s+/))
           .filter((f) => f[0] === "hostssl" || (f[0] === "host" && f[3] !== "127.0.0.1/32"))
-          .map((f) => `${f[1] === "replication" ? "replication" : "django"}:${f[3]}`);
+          .map((f) => `${f[1] === "replication" ? "replication" : f[2] === c.model.postgres.replication.rewind_user ? "rewind" : "django"}:${f[3]}`);
         expect(sorted(remote)).toEqual(sorted(pg.map((f) => `${f.client}:${f.from.address}/32`)));
       });
 

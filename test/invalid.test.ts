@@ -25,7 +25,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatIssue, isSecretPath, parsePath, type ModelIssue, type PathSegment } from "../src/model/errors.js";
 import { parseModelText } from "../src/model/parse.js";
 import { knownKeysAt } from "../src/model/schema-walk.js";
-import { modelSchema } from "../src/model/schema.js";
+import { modelSchema, SECRET_KEYS } from "../src/model/schema.js";
 import { ROOT } from "./helpers/fixtures.js";
 import { INVALID_SECRETS, invalidCases, sectionOf, type InvalidCase } from "./helpers/invalid.js";
 
@@ -335,7 +335,7 @@ function stringFields(): string[] {
     if (def.type === "pipe") return walk(def.in, path);
     if (def.type === "object") {
       for (const [key, child] of Object.entries(def.shape as Record<string, unknown>)) {
-        if (key === "$schema" || ["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"].includes(key)) continue;
+        if (key === "$schema" || SECRET_KEYS.has(key)) continue;
         walk(child, [...path, key]);
       }
       return;

@@ -14,6 +14,7 @@ import { MODE, type FileSpec } from "../tree.js";
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
 import { s3Settings } from "./media.js";
 import { urlOf, type Paths } from "./paths.js";
+import { postgresClientTls } from "./postgres.js";
 import type { Step } from "./steps.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
@@ -32,7 +33,7 @@ export interface RedisSettings {
 
 /** Where the app finds its services: addresses on hosts, service names in Compose. */
 export interface AppEndpoints {
-  readonly db: { readonly host: string; readonly port: number; readonly sslmode: string | undefined };
+  readonly db: { readonly host: string; readonly port: number; readonly sslmode: string | undefined; readonly sslrootcert?: string | undefined };
   readonly redis: RedisSettings;
   readonly mqttHost: string;
   /** The public HTTPS port, for CSRF_TRUSTED_ORIGINS. */
@@ -64,13 +65,10 @@ function redisSettings(ctx: HostContext): RedisSettings {
 function hostEndpoints(ctx: HostContext): AppEndpoints {
   const { model } = ctx;
   const dbAddress = addressOf(ctx, serverFor(model.topology, ctx.host, "postgres")!);
+  // Connections from another host go over hostssl lines in pg_hba.conf.
+  const tls = dbAddress !== "127.0.0.1" ? postgresClientTls(model) : undefined;
   return {
-    db: {
-      host: dbAddress,
-      port: model.postgres.port,
-      // Connections from another host go over hostssl lines in pg_hba.conf.
-      sslmode: dbAddress !== "127.0.0.1" && model.postgres.ssl ? "require" : undefined,
-    },
+    db: { host: dbAddress, port: model.postgres.port, sslmode: tls?.sslmode, sslrootcert: tls?.sslrootcert },
     redis: redisSettings(ctx),
     mqttHost: addressOf(ctx, serverFor(model.topology, ctx.host, "mqtt")!),
     httpsPort: model.site.https_port,

@@ -2,7 +2,7 @@
  * ufw rules per host (errata 15): the public entry points and, on the private network, exactly
  * the flows of the flow table that reach this host, each from its client's address only.
  */
-import { entriesTo, flowsTo, type Flow } from "../model/flows.js";
+import { entriesTo, flowsTo, LISTENERS } from "../model/flows.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
@@ -21,21 +21,11 @@ interface FirewallRule {
   readonly sources: readonly FirewallSource[];
 }
 
-const SERVICE_NAMES: Record<Flow["service"], string> = {
-  "nginx-backend": "nginx for the load balancer",
-  postgres: "PostgreSQL",
-  redis: "Redis",
-  sentinel: "Redis Sentinel",
-  mqtt: "MQTT (plain, private)",
-  "mqtt-devices": "MQTT for devices (plain)",
-  nfs: "NFS (media)",
-};
-
 /** The flows that reach this host, one rule per port, one source per client host (UFW-04). */
 export function privateFirewallRules(ctx: HostContext): FirewallRule[] {
   const byPort = new Map<number, { service: string; sources: Map<string, { address: string; why: string[] }> }>();
   for (const f of flowsTo(ctx.flows, ctx.host)) {
-    const rule = byPort.get(f.port) ?? { service: SERVICE_NAMES[f.service], sources: new Map() };
+    const rule = byPort.get(f.port) ?? { service: LISTENERS[f.service].description, sources: new Map() };
     const source = rule.sources.get(f.from.name) ?? { address: f.from.address, why: [] };
     if (!source.why.includes(f.purpose)) source.why.push(f.purpose);
     rule.sources.set(f.from.name, source);
@@ -91,11 +81,15 @@ function firewallSteps(ctx: HostContext): Step[] {
   return [
     {
       id: "firewall.enable",
-      phase: "services",
+      // Before any service of this host starts: the kernel tracks connections only once a rule
+      // needs it, so ufw's RELATED,ESTABLISHED rule does not know connections opened before.
+      phase: "network",
       title: "Enable the firewall",
       packages: ["ufw"],
       action: { kind: "commands", commands: [{ run: shell(ctx.paths.firewallScript) }] },
-      why: `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw.`,
+      why:
+        "Before any service on this host starts: a connection opened before the firewall comes up has its replies dropped once it does (connection tracking sees it only from then on, and takes the next reply for an unsolicited packet), so services would hang on their open connections until restarted. Running the script again later is safe: rules added to an active firewall keep the connections it already tracks. " +
+        `Keep the SSH session you run this from open, and check that a second login on port ${model.firewall.ssh_port} works before closing it: a wrong rule locks you out. The script allows SSH before it enables ufw.`,
     },
     {
       id: "firewall.check",

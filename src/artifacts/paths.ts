@@ -160,6 +160,8 @@ export function pathsOf(model: Model) {
     mediaMountUnit: pathUnitName(model.project.mediaDir, "mount"),
     logrotate: `/etc/logrotate.d/${n}`,
     firewallScript: `/usr/local/sbin/${n}-firewall`,
+    /** Kernel settings (sysctl family), applied at boot by systemd-sysctl. */
+    sysctlConf: `/etc/sysctl.d/60-${n}.conf`,
     certbotDeployHook: `/etc/letsencrypt/renewal-hooks/deploy/${n}`,
     runbook: `/usr/local/share/doc/${n}/runbook.md`,
   };

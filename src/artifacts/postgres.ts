@@ -3,12 +3,18 @@
  * file next to Debian's postgresql.conf, the whole pg_hba.conf, the role/database SQL on the
  * primary, the replication password file on standbys, and the hand steps (install, restart,
  * roles, pg_basebackup) in the order the errata gives them.
+ *
+ * Any standby can become the primary. The model names the primary, and each standby's conf.d
+ * names it in primary_conninfo (not pg_basebackup -R's postgresql.auto.conf, which pg_rewind
+ * copies from the new primary and which would override conf.d): after a failover the model
+ * names the promoted host, and a new render points every standby at it. The old primary comes
+ * back with pg_rewind, connecting as a role that may only call the functions pg_rewind uses.
  */
 import { runsDjango, type Host, type Model } from "../model/normalize.js";
 import { DISTRIBUTIONS } from "../model/capabilities.js";
 import { scramSha256Verifier, type Pbkdf2 } from "../crypto.js";
 import { flowsTo } from "../model/flows.js";
-import { pgHba, shell, sqlLiteral } from "../quote.js";
+import { conninfoValue, pgHba, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
@@ -40,6 +46,51 @@ export function scramSafe(password: string): boolean {
   return /^[\x20-\x7e]*$/.test(password);
 }
 
+/** The TLS parameters of libpq clients on other hosts (app hosts, the other members), if TLS is on. */
+export interface PostgresClientTls {
+  /** verify-full with postgres.ssl_ca (signed by it and naming the address connected to), else require. */
+  readonly sslmode: "require" | "verify-full";
+  /** The CA file, with verify-full. */
+  readonly sslrootcert: string | undefined;
+}
+
+export function postgresClientTls(model: Model): PostgresClientTls | undefined {
+  const pg = model.postgres;
+  if (!pg.ssl) return undefined;
+  return pg.ssl_ca === undefined ? { sslmode: "require", sslrootcert: undefined } : { sslmode: "verify-full", sslrootcert: pg.ssl_ca };
+}
+
+/**
+ * A libpq connection string from this member to `target`: its address and port, `fields`
+ * (user, dbname...), the password file of the postgres OS user, and the client TLS settings.
+ */
+function memberConninfo(ctx: HostContext, target: Host, fields: Readonly<Record<string, string>>): string {
+  const tls = postgresClientTls(ctx.model);
+  const all: Record<string, string | undefined> = {
+    host: target.address,
+    port: String(ctx.model.postgres.port),
+    ...fields,
+    passfile: ctx.paths.standbyPgpass,
+    sslmode: tls?.sslmode,
+    sslrootcert: tls?.sslrootcert,
+  };
+  return Object.entries(all)
+    .filter((e): e is [string, string] => e[1] !== undefined)
+    .map(([k, v]) => `${k}=${conninfoValue(v)}`)
+    .join(" ");
+}
+
+/** How this standby streams from `primary` (primary_conninfo, pg_basebackup, pg_receivewal). */
+function replicationConninfo(ctx: HostContext, primary: Host): string {
+  // application_name: pg_stat_replication on the primary then names the standby.
+  return memberConninfo(ctx, primary, { user: ctx.model.postgres.replication.user, application_name: slotName(ctx.host) });
+}
+
+/** How pg_rewind on this host reads the files of `primary`: a normal connection to the database postgres. */
+function rewindConninfo(ctx: HostContext, primary: Host): string {
+  return memberConninfo(ctx, primary, { user: ctx.model.postgres.replication.rewind_user, dbname: "postgres" });
+}
+
 function confView(ctx: HostContext) {
   const { model, host } = ctx;
   const pg = model.postgres;
@@ -58,10 +109,14 @@ function confView(ctx: HostContext) {
           maxSlotWalKeepSize: pg.replication.max_slot_wal_keep_size,
           slots: pg.replication.slots,
         };
+  const primary = model.topology.db!;
   return {
     version: model.postgres.version,
     caps: model.caps.postgres,
     standby: has(ctx, "db-standby"),
+    follow: has(ctx, "db-standby")
+      ? { primary: primary.name, conninfo: replicationConninfo(ctx, primary), slot: pg.replication.slots ? slotName(host) : undefined }
+      : undefined,
     listenAddresses: remote ? `localhost,${host.address}` : "localhost",
     port: pg.port,
     ssl: pg.ssl ? { certificate: pg.ssl_certificate, key: pg.ssl_key } : undefined,
@@ -106,6 +161,15 @@ function hbaView(ctx: HostContext) {
       : `Standby ${f.from.name} streams WAL (pg_basebackup, walreceiver).`;
     rules.push({ comment: why, line: hbaLine([hostType, "replication", replicationUser, `${f.from.address}/32`, "scram-sha-256"]) });
   }
+  // pg_rewind reads files over a normal connection to the database postgres, where the init SQL
+  // granted the rewind role the functions it calls.
+  const rewindUser = pgHba(pg.replication.rewind_user);
+  for (const f of flows.filter((f) => f.client === "rewind")) {
+    rules.push({
+      comment: `pg_rewind on ${f.from.name}, when it comes back as a standby of this host after a failover.`,
+      line: hbaLine([hostType, "postgres", rewindUser, `${f.from.address}/32`, "scram-sha-256"]),
+    });
+  }
   return {
     version: pg.version,
     header: hbaLine(["# TYPE", "DATABASE", "USER", "ADDRESS", "METHOD"]),
@@ -140,6 +204,10 @@ function initSqlView(ctx: HostContext) {
       standbys.length === 0
         ? undefined
         : { user: pg.replication.user, password: storedPassword(model, pg.replication.user, required(ctx.secrets, "replicationPassword"), ctx.kdf) },
+    rewind:
+      standbys.length === 0
+        ? undefined
+        : { user: pg.replication.rewind_user, password: storedPassword(model, pg.replication.rewind_user, required(ctx.secrets, "rewindPassword"), ctx.kdf) },
   };
 }
 
@@ -147,8 +215,8 @@ function pgpassView(ctx: HostContext) {
   const { model, host } = ctx;
   const pg = model.postgres;
   return {
-    user: pg.replication.user,
-    password: required(ctx.secrets, "replicationPassword"),
+    replication: { user: pg.replication.user, password: required(ctx.secrets, "replicationPassword") },
+    rewind: { user: pg.replication.rewind_user, password: required(ctx.secrets, "rewindPassword") },
     port: String(pg.port),
     // The members this one replicates from (its replication flows): the primary now, the others after a failover.
     hosts: ctx.flows.flows
@@ -184,8 +252,145 @@ function psql(model: Model, ...args: string[]): string {
   return asPostgres("psql", "-p", String(model.postgres.port), ...args);
 }
 
+/**
+ * What makes and keeps a standby of the model's primary, in order: rewind it if it is a member
+ * that diverged (the old primary after a failover), else clone it if it is not a standby yet;
+ * then stream from the primary named in conf.d.
+ */
+function standbySteps(ctx: HostContext): Step[] {
+  const { model } = ctx;
+  const pg = model.postgres;
+  const p = ctx.paths;
+  const primary = model.topology.db!;
+  const slot = slotName(ctx.host);
+  const signal = `${p.pgDataDir}/standby.signal`;
+  const autoConf = `${p.pgDataDir}/postgresql.auto.conf`;
+  const service = shell(p.pgService);
+  const replication = replicationConninfo(ctx, primary);
+  const afterInit = [{ host: primary.name, id: "postgres.init-sql" }];
+  // Rewind only a cluster that is not a standby and is a copy of the primary's (the same
+  // system identifier: the old primary); a fresh cluster is cloned. An unreachable primary
+  // skips nothing: pg_rewind then fails rather than the clone wiping the data directory.
+  // dbname=replication: what pg_basebackup and the walreceiver send, so .pgpass's "replication" line matches.
+  const identify = asPostgres("psql", "-XAtc", "IDENTIFY_SYSTEM", shell(`${replication} dbname=replication replication=true`));
+  const notAMember = `{ id=$(${identify} | cut -d '|' -f 1) && test -n "$id" && ! ${asPostgres(`${p.pgBinDir}/pg_controldata`, shell(p.pgDataDir))} | grep -qx "Database system identifier: *$id"; }`;
+  const skipRewind = `test -e ${shell(signal)} || ${notAMember}`;
+  const basebackup = [
+    `${p.pgBinDir}/pg_basebackup`,
+    "-d", shell(replication),
+    "-D", shell(p.pgDataDir),
+    "-X", "stream",
+    // Start now instead of waiting up to checkpoint_timeout for the next checkpoint.
+    "--checkpoint=fast",
+    ...(pg.replication.slots ? ["-C", "-S", slot] : []),
+    "-P",
+  ];
+  return [
+    {
+      id: "postgres.rewind",
+      phase: "database",
+      title: `After a failover: rewind this host into a standby of ${primary.name}`,
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `systemctl stop ${service}`, unless: skipRewind },
+          { run: asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(rewindConninfo(ctx, primary))), unless: skipRewind },
+          { run: asPostgres("touch", shell(signal)), unless: skipRewind },
+        ],
+      },
+      after: afterInit,
+      why:
+        `Only on the old primary, when it comes back after ${primary.name} was promoted: this host's cluster is then no standby but a copy of ${primary.name}'s (the same system identifier, which IDENTIFY_SYSTEM reports over a replication connection). ` +
+        `pg_rewind copies what changed on ${primary.name} since the two diverged and drops what only this host wrote, then standby.signal makes it a standby. It connects as ${pg.replication.rewind_user} to the database postgres, its password read from ${p.standbyPgpass}. ` +
+        "On a new host and on a standby the step does nothing; if it fails, the host cannot be rewound: remove the data directory's contents and the clone below copies the primary anew.",
+    },
+    {
+      id: "postgres.clone",
+      phase: "database",
+      title: `Clone ${primary.name} into this standby`,
+      action: {
+        kind: "commands",
+        commands: [
+          { run: `systemctl stop ${service}`, creates: signal },
+          { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
+          { run: asPostgres(...basebackup), creates: signal },
+          { run: asPostgres("touch", shell(signal)), creates: signal },
+        ],
+      },
+      // pg_basebackup needs the replication role the primary's init SQL creates.
+      after: afterInit,
+      why:
+        `Only once: standby.signal marks a standby. The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name}; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.` +
+        (pg.replication.slots
+          ? ` -C -S creates the physical slot ${slot} on ${primary.name}, so WAL this standby still needs is kept; to clone again, first drop it there: SELECT pg_drop_replication_slot('${slot}');`
+          : "") +
+        ` Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
+    },
+    {
+      id: "postgres.follow",
+      phase: "database",
+      title: `Stream from ${primary.name}`,
+      action: {
+        kind: "commands",
+        commands: [
+          ...(pg.replication.slots
+            ? [{ run: asPostgres(`${p.pgBinDir}/pg_receivewal`, "-d", shell(replication), "--create-slot", "--if-not-exists", "-S", slot) }]
+            : []),
+          { run: `systemctl stop ${service}` },
+          { run: asPostgres("sed", "-i", "-E", shell("/^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=/d"), shell(autoConf)) },
+          { run: `systemctl start ${service}` },
+        ],
+      },
+      after: afterInit,
+      why:
+        `primary_conninfo in ${p.pgConfD} names ${primary.name}${pg.replication.slots ? ` and primary_slot_name the slot ${slot}, created there if it is missing (after a rewind, or when ${primary.name} was promoted)` : ""}. ` +
+        `Copies of these two settings in ${autoConf} would win over conf.d: pg_basebackup -R of earlier releases wrote them there and pg_rewind copies that file from the primary, so they are removed, with the server stopped as the PostgreSQL documentation asks of tools that edit it. The restart also applies a changed conf.d.`,
+    },
+  ];
+}
+
+/**
+ * With postgres.ssl_ca, every host that connects to PostgreSQL from another host verifies the
+ * server's certificate against that CA (verify-full): the CA must be there, and each member's
+ * certificate must be signed by it and name the member's private address (clients connect by
+ * address: DB_HOST, primary_conninfo).
+ */
+function certificateSteps(ctx: HostContext): Step[] {
+  const { model, host } = ctx;
+  const pg = model.postgres;
+  const ca = postgresClientTls(model)?.sslrootcert;
+  if (ca === undefined) return [];
+  const member = isClusterHost(ctx);
+  const connects = member ? model.topology.standbys.length > 0 : ctx.flows.flows.some((f) => f.from.name === host.name && f.service === "postgres");
+  const commands = [
+    ...(connects ? [{ run: `test -s ${shell(ca)}` }] : []),
+    ...(member ? [{ run: `openssl verify -CAfile ${shell(ca)} -verify_ip ${shell(host.address)} ${shell(pg.ssl_certificate)}` }] : []),
+  ];
+  if (commands.length === 0) return [];
+  return [
+    {
+      id: "postgres.certificates",
+      phase: "certificates",
+      title: member ? "Check the PostgreSQL certificate and its CA" : "Check the CA of the PostgreSQL certificates",
+      packages: member ? ["openssl"] : [],
+      action: { kind: "commands", commands },
+      why: [
+        ...(connects
+          ? [`Clients here verify the server (sslmode=verify-full): put the CA certificate that signed the members' certificates at ${ca}, readable by ${member ? "postgres" : `the service account ${model.project.user}`} (it is public).`]
+          : []),
+        ...(member
+          ? [
+              `${pg.ssl_certificate} must be this host's own certificate, signed by that CA and naming ${host.address} (an IP address entry of subjectAltName; also as the common name for libpq before 15, which matches only host names), its key at ${pg.ssl_key} readable by postgres. openssl checks both, as a client will.`,
+            ]
+          : []),
+      ].join(" "),
+    },
+  ];
+}
+
 function postgresSteps(ctx: HostContext): Step[] {
-  if (!isClusterHost(ctx)) return [];
+  const certificates = certificateSteps(ctx);
+  if (!isClusterHost(ctx)) return certificates;
   const { model } = ctx;
   const pg = model.postgres;
   const p = ctx.paths;
@@ -217,6 +422,7 @@ function postgresSteps(ctx: HostContext): Step[] {
       why: `PostgreSQL ${pg.version} is ${model.platform.distribution}'s own (other versions would come from apt.postgresql.org). Installing it creates the cluster ${p.pgCluster}, whose configuration lives in ${p.pgConfigDir}.`,
     });
   }
+  steps.push(...certificates);
   const verifyConfig = psql(model, "-Atc", shell("SELECT sourcefile, sourceline, name, error FROM pg_file_settings WHERE error IS NOT NULL UNION ALL SELECT 'pg_hba.conf', line_number, NULL, error FROM pg_hba_file_rules WHERE error IS NOT NULL"));
   if (has(ctx, "db")) {
     steps.push({
@@ -235,45 +441,7 @@ function postgresSteps(ctx: HostContext): Step[] {
       why: `The SQL is idempotent (run it again after changing a password). It sets passwords as SCRAM verifiers, so no password is typed on a command line or kept in shell history; root opens the 0600 file and psql reads it from standard input. The database is owned by ${pg.user}, which is all migrations need.`,
     });
   }
-  if (has(ctx, "db-standby")) {
-    const primary = model.topology.db!;
-    const basebackup = [
-      `${p.pgBinDir}/pg_basebackup`,
-      "-h", primary.address,
-      "-p", String(pg.port),
-      "-U", shell(pg.replication.user),
-      "-D", shell(p.pgDataDir),
-      "-X", "stream",
-      // Start now instead of waiting up to checkpoint_timeout for the next checkpoint.
-      "--checkpoint=fast",
-      "-R",
-      ...(pg.replication.slots ? ["-C", "-S", slotName(ctx.host)] : []),
-      "-P",
-    ];
-    const signal = `${p.pgDataDir}/standby.signal`;
-    steps.push({
-      id: "postgres.clone",
-      phase: "database",
-      title: `Clone ${primary.name} into this standby`,
-      action: {
-        kind: "commands",
-        commands: [
-          { run: `systemctl stop ${shell(p.pgService)}`, creates: signal },
-          { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
-          { run: asPostgres(...basebackup), creates: signal },
-          { run: `systemctl start ${shell(p.pgService)}` },
-        ],
-      },
-      // pg_basebackup needs the replication role the primary's init SQL creates.
-      after: [{ host: primary.name, id: "postgres.init-sql" }],
-      why:
-        `Only once: standby.signal marks a clone. The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name} and -R writes primary_conninfo to postgresql.auto.conf and creates standby.signal; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.` +
-        (pg.replication.slots
-          ? ` -C -S creates the physical slot ${slotName(ctx.host)} on ${primary.name}, so WAL this standby still needs is kept; to clone again, first drop it there: SELECT pg_drop_replication_slot('${slotName(ctx.host)}');`
-          : "") +
-        ` Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
-    });
-  }
+  if (has(ctx, "db-standby")) steps.push(...standbySteps(ctx));
   const verify: string[] = [verifyConfig];
   if (has(ctx, "db")) {
     verify.push(psql(model, "-Atc", shell(`SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname = ${sqlLiteral(pg.database)}`)));
@@ -284,16 +452,29 @@ function postgresSteps(ctx: HostContext): Step[] {
       if (pg.replication.slots) verify.push(psql(model, "-Atc", shell(`SELECT ${slotColumns} FROM pg_replication_slots`)));
     }
   }
-  if (has(ctx, "db-standby")) verify.push(psql(model, "-Atc", shell("SELECT pg_is_in_recovery()")));
+  if (has(ctx, "db-standby")) {
+    verify.push(psql(model, "-Atc", shell("SELECT pg_is_in_recovery()")));
+    verify.push(psql(model, "-Atc", shell("SELECT status, sender_host FROM pg_stat_wal_receiver")));
+  }
+  // What the hostssl lines give remote clients, said where the operator checks the server.
+  const tls = postgresClientTls(model);
+  const tlsNote =
+    tls?.sslmode === "require"
+      ? " Clients on other hosts connect with sslmode=require: encrypted, but the server's certificate is not verified; postgres.ssl_ca (the CA of the members' certificates) makes them verify it (verify-full)."
+      : tls?.sslmode === "verify-full"
+        ? ` Clients on other hosts connect with sslmode=verify-full: the certificate must be signed by ${tls.sslrootcert} and name the address they connect to.`
+        : "";
   steps.push({
     id: "postgres.check",
     phase: "verify",
     title: "Check PostgreSQL",
     action: { kind: "check", commands: verify },
-    why: has(ctx, "db-standby")
-      ? "No configuration errors (empty first result); pg_is_in_recovery() is t on a standby. On the primary, pg_stat_replication lists this host as streaming."
-      : "No configuration errors (empty first result), the app's database belongs to its role" +
-        (model.topology.standbys.length > 0 ? ", and every standby streams (state streaming)." : "."),
+    why:
+      (has(ctx, "db-standby")
+        ? `No configuration errors (empty first result); pg_is_in_recovery() is t on a standby, and the WAL receiver is streaming from ${model.topology.db!.address}. On the primary, pg_stat_replication lists this host as streaming.`
+        : "No configuration errors (empty first result), the app's database belongs to its role" +
+          (model.topology.standbys.length > 0 ? ", and every standby streams (state streaming)." : ".")) +
+      (flowsTo(ctx.flows, ctx.host, "postgres").length > 0 ? tlsNote : ""),
   });
   if (has(ctx, "db")) {
     steps.push({
@@ -306,6 +487,7 @@ function postgresSteps(ctx: HostContext): Step[] {
     });
   }
   if (has(ctx, "db-standby")) {
+    const primary = model.topology.db!;
     steps.push({
       id: "postgres.failover",
       phase: "verify",
@@ -313,18 +495,16 @@ function postgresSteps(ctx: HostContext): Step[] {
       action: {
         kind: "manual",
         lines: [
-          `promote this standby when ${model.topology.db!.name} is lost for good:`,
+          `promote this standby when ${primary.name} is lost for good:`,
           `  ${psql(model, "-c", shell("SELECT pg_promote()"))}`,
-          'then point DB_HOST in the app hosts\' .env at this host (change the model: make this host "db") and restart the app;',
-          "bring the old primary back as a standby of this one with pg_rewind (wal_log_hints = on makes it possible):",
-          `  systemctl stop ${shell(p.pgService)}   # on the old primary`,
-          `  ${asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(`host=${ctx.host.address} port=${pg.port} user=postgres dbname=postgres`), ...(model.caps.postgres.rewindWritesRecoveryConf ? ["-R"] : []))}`,
-          ...(model.caps.postgres.rewindWritesRecoveryConf
-            ? []
-            : [`  # PostgreSQL ${pg.version}'s pg_rewind has no -R: create standby.signal in the data directory and set primary_conninfo by hand`]),
+          `then make this host "db" and ${primary.name} "db-standby" in the model, render it again and install every host's files;`,
+          "run this host's runbook, restart the app services on the app hosts (their .env names this host now),",
+          "and run the other standbys' runbooks (they stream from this host now);",
+          `once ${primary.name} is back, its runbook rewinds it into a standby of this host ("After a failover: rewind ...").`,
+          "A standby whose log says the new timeline forked off before its own position: stop it, delete its standby.signal and run its runbook again (it is rewound too).",
         ],
       },
-      why: "Promotion is a command (pg_promote(), or pg_ctlcluster promote), never a trigger file: promote_trigger_file is gone in PostgreSQL 16 and a file in /tmp let any local user promote. pg_rewind needs a superuser (or a role granted its functions) that pg_hba.conf admits from the old primary: add that line for the occasion.",
+      why: `Promotion is a command (pg_promote(), or pg_ctlcluster promote), never a trigger file: promote_trigger_file is gone in PostgreSQL 16 and a file in /tmp let any local user promote. pg_rewind connects as ${pg.replication.rewind_user}, which may only call the functions it needs (granted in the init SQL), from the members only (pg_hba.conf), its password in .pgpass like the replication role's; wal_log_hints = on makes the rewind possible.`,
     });
   }
   return steps;

@@ -18,6 +18,20 @@ import type { Step } from "./steps.js";
 export const SENTINEL_DOWN_AFTER_MS = 5000;
 export const SENTINEL_FAILOVER_TIMEOUT_MS = 60000;
 
+/**
+ * A primary refuses writes unless this many replicas acknowledged within MIN_REPLICAS_MAX_LAG_S
+ * (replicas acknowledge every second). Without it a primary cut off from the others, or one
+ * restarting after the sentinels promoted another member while it was down, takes writes for
+ * seconds that are lost when it rejoins as a replica (redis.conf, "min-replicas-to-write"; the
+ * Sentinel documentation's partition example uses 1 and 10 s).
+ */
+export const MIN_REPLICAS_TO_WRITE = 1;
+/**
+ * The sentinels' down-after time: a primary stops taking writes once its replicas have been
+ * silent as long as the sentinels wait before they start a failover, not later.
+ */
+export const MIN_REPLICAS_MAX_LAG_S = SENTINEL_DOWN_AFTER_MS / 1000;
+
 /** Sentinels that must agree the primary is down: a majority of them. */
 export function sentinelQuorum(sentinels: number): number {
   return Math.floor(sentinels / 2) + 1;
@@ -92,6 +106,8 @@ function fragmentView(ctx: HostContext) {
     primary: t.redisPrimary!.name,
     // Every member gets masterauth: after a failover the old primary becomes a replica of the new one.
     masterauth: replicated && secrets.redisPassword !== undefined,
+    // Every member: any of them may be the primary after a failover.
+    minReplicas: replicated ? { toWrite: MIN_REPLICAS_TO_WRITE, maxLag: MIN_REPLICAS_MAX_LAG_S, members: t.redis.length } : undefined,
   };
 }
 
@@ -170,7 +186,7 @@ function redisSteps(ctx: HostContext): Step[] {
     const verify = password
       ? [`${cli} ping   # NOAUTH Authentication required.`, `${redisCliAuth(p.redisFragment)} ${cli} ping   # PONG`]
       : [`${cli} ping   # PONG`];
-    if (t.redis.length > 1) verify.push(`${password ? `${redisCliAuth(p.redisFragment)} ` : ""}${cli} info replication   # role, and master_link_status:up on a replica`);
+    if (t.redis.length > 1) verify.push(`${password ? `${redisCliAuth(p.redisFragment)} ` : ""}${cli} info replication   # role; master_link_status:up on a replica, min_slaves_good_slaves:1 or more on the primary`);
     steps.push({
       id: "redis.check",
       phase: "verify",

@@ -71,9 +71,6 @@ export function capabilities(v: SoftwareVersions) {
       scramDefault: v.postgres >= 14,
       // Since 15 PUBLIC has no CREATE on schema public; the owning role still migrates fine.
       publicSchemaLocked: v.postgres >= 15,
-      // pg_rewind -R (--write-recovery-conf: standby.signal + primary_conninfo) arrived in 13
-      // (commit 927474c "pg_rewind: Allow writing recovery configuration").
-      rewindWritesRecoveryConf: v.postgres >= 13,
     },
     redis: {
       // A "-" before a bind address (skip it when no interface has it, e.g. IPv6 off) arrived in

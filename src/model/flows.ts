@@ -15,11 +15,26 @@ import type { Host, Model, Topology } from "./normalize.js";
 /** What listens on the server side of a flow. */
 export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend" | "nfs";
 
-/** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication). */
-export type Client = "django" | "replication" | "sentinel" | "bridge" | "lb" | "media";
+/** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication and pg_rewind). */
+export type Client = "django" | "replication" | "rewind" | "sentinel" | "bridge" | "lb" | "media";
 
 /** NFSv4 needs this one port (no rpcbind, no mountd): the export and the mount say vers 4 only. */
 export const NFS_PORT = 2049;
+
+/**
+ * What listens for each service: its description (firewall comments), the daemon, and whether
+ * that daemon binds the host's private address (the kernel's NFS server listens on every
+ * address; the others are given the private one, so they need it at start: see sysctl.ts).
+ */
+export const LISTENERS: Readonly<Record<Service, { readonly description: string; readonly daemon: string; readonly bindsPrivateAddress: boolean }>> = {
+  "nginx-backend": { description: "nginx for the load balancer", daemon: "nginx", bindsPrivateAddress: true },
+  postgres: { description: "PostgreSQL", daemon: "PostgreSQL", bindsPrivateAddress: true },
+  redis: { description: "Redis", daemon: "Redis", bindsPrivateAddress: true },
+  sentinel: { description: "Redis Sentinel", daemon: "Redis Sentinel", bindsPrivateAddress: true },
+  mqtt: { description: "MQTT (plain, private)", daemon: "Mosquitto", bindsPrivateAddress: true },
+  "mqtt-devices": { description: "MQTT for devices (plain)", daemon: "Mosquitto", bindsPrivateAddress: true },
+  nfs: { description: "NFS (media)", daemon: "nfsd", bindsPrivateAddress: false },
+};
 
 export interface Flow {
   readonly from: Host;
@@ -120,6 +135,8 @@ export function flowTable(model: Model): FlowTable {
     const primary = member.name === t.db?.name;
     add(t.django, [member], pg, "postgres", "django", primary ? "Django" : "Django, once this standby is promoted");
     add(cluster, [member], pg, "postgres", "replication", primary ? "streaming replication" : "replication, once this standby is promoted");
+    // After a failover the old primary rewinds itself from the new one before it streams from it.
+    add(cluster, [member], pg, "postgres", "rewind", "pg_rewind after a failover");
   }
 
   // Redis: one instance, or replicas that Sentinel may promote, so every member is reachable.

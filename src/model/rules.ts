@@ -5,7 +5,7 @@
 import type { ModelIssue } from "./errors.js";
 import { mediaHosts } from "./media.js";
 import { accountNames, hostsOf, topologyOf, type Host, type Topology } from "./normalize.js";
-import type { ParsedModel, Role } from "./schema.js";
+import { SNAKEOIL_CERTIFICATE, type ParsedModel, type Role } from "./schema.js";
 import { imageTagVersion, type SecretRef } from "./values.js";
 
 export interface ServicePort {
@@ -111,6 +111,21 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   if (parsed.postgres.replication.user === "postgres") {
     add("postgres.replication.user", `"postgres" is PostgreSQL's superuser; replication needs a role of its own (default replicator)`);
   }
+  const rewindUser = parsed.postgres.replication.rewind_user;
+  if (rewindUser === "postgres") {
+    add("postgres.replication.rewind_user", `"postgres" is PostgreSQL's superuser; pg_rewind needs a role of its own that may only call its functions (default rewinder)`);
+  } else if (rewindUser === pgUser || rewindUser === parsed.postgres.replication.user) {
+    const other = rewindUser === pgUser ? "the app's role (postgres.user)" : "the replication role (postgres.replication.user)";
+    add("postgres.replication.rewind_user", `"${rewindUser}" is also ${other}; pg_rewind needs a role of its own`);
+  }
+  if (parsed.postgres.ssl_ca !== undefined && !parsed.postgres.ssl) {
+    add("postgres.ssl_ca", "needs postgres.ssl = true: without TLS there is no server certificate to verify");
+  } else if (parsed.postgres.ssl_ca !== undefined && parsed.postgres.ssl_certificate === SNAKEOIL_CERTIFICATE) {
+    add(
+      "postgres.ssl_certificate",
+      `is Debian's self-signed snakeoil certificate, which no CA signed and which names the machine's host name: with postgres.ssl_ca, name the certificate that CA issued to each member for its private address`,
+    );
+  }
   if (["postgres", "template0", "template1"].includes(pgDatabase)) {
     add("postgres.database", `"${pgDatabase}" is one of PostgreSQL's own databases (postgres, template0, template1); the app needs a database of its own`);
   }
@@ -190,6 +205,12 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   // --- secrets that become required with the topology ---
   if (t.standbys.length > 0 && !isSet(parsed.postgres.replication.password)) {
     add("postgres.replication.password", `is required: ${named(t.standbys)} replicate${t.standbys.length === 1 ? "s" : ""} from the db host (e.g. { env = "NOVACLOUD_REPLICATION_PASSWORD" })`);
+  }
+  if (t.standbys.length > 0 && !isSet(parsed.postgres.replication.rewind_password)) {
+    add(
+      "postgres.replication.rewind_password",
+      `is required: ${named(t.standbys)} can be promoted, and pg_rewind then brings the old primary back as a standby, connecting as the rewind role (e.g. { env = "NOVACLOUD_REWIND_PASSWORD" })`,
+    );
   }
   const redisReachedRemotely =
     t.redis.length > 1 ||
@@ -281,6 +302,7 @@ export function inlineSecretPaths(parsed: ParsedModel): string[] {
   const candidates: [string, SecretRef | undefined][] = [
     ["postgres.password", parsed.postgres.password],
     ["postgres.replication.password", parsed.postgres.replication.password],
+    ["postgres.replication.rewind_password", parsed.postgres.replication.rewind_password],
     ["redis.password", parsed.redis.password],
     ["mqtt.password", parsed.mqtt.password],
     ["mqtt.bridge_password", parsed.mqtt.bridge_password],

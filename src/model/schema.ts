@@ -197,10 +197,17 @@ const celery = z
   .prefault({})
   .describe("Celery worker and beat.");
 
+/** Debian's self-signed certificate (package ssl-cert), the default of postgres.ssl_certificate. */
+export const SNAKEOIL_CERTIFICATE = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
 const replication = z
   .strictObject({
     user: pgIdentifier().default("replicator").describe("Replication role. Default replicator."),
     password: secret().optional().describe("Replication role password; required when a db-standby exists."),
+    rewind_user: pgIdentifier()
+      .default("rewinder")
+      .describe("Role pg_rewind connects as to bring a failed primary back as a standby; it may only call the functions pg_rewind needs. Default rewinder."),
+    rewind_password: secret().optional().describe("Password of the rewind role; required when a db-standby exists."),
     slots: bool("Give each standby a physical replication slot. Default true.", true),
     wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12). Default 1GB."),
     max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+). Default 20GB."),
@@ -215,8 +222,13 @@ const postgres = z
     port: port().default(5432).describe("Default 5432."),
     password: secret().describe("Password of the app's role."),
     ssl: bool("Require TLS (hostssl) for connections from other hosts. Default true.", true),
-    ssl_certificate: absPath().default("/etc/ssl/certs/ssl-cert-snakeoil.pem").describe("Server certificate. Default Debian's snakeoil certificate."),
+    ssl_certificate: absPath().default(SNAKEOIL_CERTIFICATE).describe("Server certificate. Default Debian's snakeoil certificate."),
     ssl_key: absPath().default("/etc/ssl/private/ssl-cert-snakeoil.key").describe("Server key. Default Debian's snakeoil key."),
+    ssl_ca: absPath()
+      .optional()
+      .describe(
+        "CA certificate (PEM) that signed every member's ssl_certificate, at this path on each host that connects (app hosts, the other members). Clients then verify the server: sslmode=verify-full (signed by this CA, naming the address connected to). Default none: sslmode=require (encrypted, not verified).",
+      ),
     replication,
   })
   .describe("PostgreSQL: the db host, its standbys and the app's connection.");
@@ -446,6 +458,6 @@ export type ModelInput = z.input<typeof modelSchema>;
 export type ParsedModel = z.output<typeof modelSchema>;
 
 /** Keys whose values are secrets: never echoed in an error. */
-export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password", "access_key_id", "secret_access_key"]);
+export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password", "rewind_password", "access_key_id", "secret_access_key"]);
 
 export { envName };

@@ -10,6 +10,7 @@ import type { SecretRef } from "./values.js";
 export type SecretName =
   | "dbPassword"
   | "replicationPassword"
+  | "rewindPassword"
   | "redisPassword"
   | "mqttPassword"
   | "mqttBridgePassword"
@@ -28,6 +29,7 @@ export type SecretHolder = Pick<ParsedModel, "postgres" | "redis" | "mqtt" | "dj
 const SLOTS: readonly { name: SecretName; path: string; ref: (m: SecretHolder) => SecretRef | undefined }[] = [
   { name: "dbPassword", path: "postgres.password", ref: (m) => m.postgres.password },
   { name: "replicationPassword", path: "postgres.replication.password", ref: (m) => m.postgres.replication.password },
+  { name: "rewindPassword", path: "postgres.replication.rewind_password", ref: (m) => m.postgres.replication.rewind_password },
   { name: "redisPassword", path: "redis.password", ref: (m) => m.redis.password },
   { name: "mqttPassword", path: "mqtt.password", ref: (m) => m.mqtt.password },
   { name: "mqttBridgePassword", path: "mqtt.bridge_password", ref: (m) => m.mqtt.bridge_password },

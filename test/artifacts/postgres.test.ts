@@ -102,7 +102,10 @@ describe("PostgreSQL family", () => {
       const where = `${name}/${ctx.host.name}`;
       if (!primary && !standby) {
         expect(files, where).toEqual([]);
-        expect(postgresFamily.steps!(ctx), where).toEqual([]);
+        // Hosts that connect with verify-full only check that the CA is there.
+        const ids = postgresFamily.steps!(ctx).map((s) => s.id);
+        const verifies = ctx.model.postgres.ssl_ca !== undefined && ctx.flows.flows.some((f) => f.from.name === ctx.host.name && f.service === "postgres");
+        expect(ids, where).toEqual(verifies ? ["postgres.certificates"] : []);
         continue;
       }
       expect([...byPath.keys()].sort(), where).toEqual(
@@ -117,7 +120,7 @@ describe("PostgreSQL family", () => {
     }
   });
 
-  it("never mentions recovery.conf settings, trigger files or md5 (PG-03/04/05), for every version", () => {
+  it("never mentions recovery.conf settings, trigger files or md5 (PG-03/04/05), for every version; primary_conninfo only in a standby's conf.d", () => {
     for (const version of [12, 13, 14, 15, 16, 17]) {
       for (const ctx of fixtureContexts("pg12", (raw) => (raw.postgres.version = version))) {
         // Settings and statements only: comments may explain what is left out.
@@ -125,8 +128,11 @@ describe("PostgreSQL family", () => {
           .flatMap((f) => f.content.split("\n"))
           .filter((l) => !/^\s*(#|--)/.test(l))
           .join("\n");
+        // primary_conninfo is a setting since 12 (recovery.conf is gone): the standby's conf.d names its primary.
+        const conf = settings(fileOf(ctx, pathsOf(ctx.model).pgConfD)!.content);
+        expect(conf.has("primary_conninfo"), `${version} ${ctx.host.name}`).toBe(ctx.host.roles.has("db-standby"));
         const runbook = postgresFamily.steps!(ctx).flatMap((st) => stepLines(st)).filter((c) => !c.startsWith("#")).join("\n");
-        for (const banned of [/^\s*standby_mode/m, /^\s*(promote_)?trigger_file/m, /^\s*primary_conninfo/m, /\bmd5\b/, /\btrust\b/]) {
+        for (const banned of [/^\s*standby_mode/m, /^\s*(promote_)?trigger_file/m, /\bmd5\b/, /\btrust\b/]) {
           expect(text, `${version} ${ctx.host.name}: ${banned}`).not.toMatch(banned);
         }
         expect(runbook).not.toMatch(/trigger_file|recovery\.conf|standby_mode|\bmd5\b|PASSWORD/);
@@ -197,8 +203,14 @@ describe("PostgreSQL family", () => {
       const rule = rules.find((r) => r.address === `${from}/32` && r.database === env.DB_NAME && r.user === env.DB_USER);
       expect(rule, `${where}: no pg_hba.conf line for ${from}`).toBeDefined();
       expect(rule!.method).toBe("scram-sha-256");
-      if (rule!.type === "hostssl") expect(env.DB_SSLMODE, where).toBe("require");
-      else expect(env.DB_SSLMODE, where).toBeUndefined();
+      if (rule!.type === "hostssl") {
+        const ca = ctx.model.postgres.ssl_ca;
+        expect(env.DB_SSLMODE, where).toBe(ca === undefined ? "require" : "verify-full");
+        expect(env.DB_SSLROOTCERT, where).toBe(ca);
+      } else {
+        expect(env.DB_SSLMODE, where).toBeUndefined();
+        expect(env.DB_SSLROOTCERT, where).toBeUndefined();
+      }
     }
   });
 
@@ -223,7 +235,13 @@ describe("PostgreSQL family", () => {
   });
 
   it("uses host instead of hostssl and leaves ssl alone when postgres.ssl = false", () => {
-    const ctx = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.ssl = false)), "db1");
+    const ctx = contextOf(
+      fixtureContexts("ha-cluster", (raw) => {
+        raw.postgres.ssl = false;
+        delete raw.postgres.ssl_ca;
+      }),
+      "db1",
+    );
     const p = pathsOf(ctx.model);
     const s = settings(fileOf(ctx, p.pgConfD)!.content);
     expect(s.has("ssl")).toBe(false);
@@ -246,9 +264,10 @@ describe("PostgreSQL family", () => {
       const sql = fileOf(ctx, pathsOf(ctx.model).pgInitSql)?.content;
       if (!sql) continue;
       const verifiers = [...sql.matchAll(/^ALTER ROLE (\S+) WITH .* PASSWORD '([^']+)';$/gm)].map((m) => ({ role: m[1]!, verifier: m[2]! }));
-      const roles = [ctx.model.postgres.user, ...(ctx.model.topology.standbys.length > 0 ? [ctx.model.postgres.replication.user] : [])];
+      const pg = ctx.model.postgres;
+      const roles = [pg.user, ...(ctx.model.topology.standbys.length > 0 ? [pg.replication.user, pg.replication.rewind_user] : [])];
       expect(verifiers.map((v) => v.role), name).toEqual(roles);
-      const passwords = { [ctx.model.postgres.user]: ctx.secrets.dbPassword!, [ctx.model.postgres.replication.user]: ctx.secrets.replicationPassword };
+      const passwords = { [pg.user]: ctx.secrets.dbPassword!, [pg.replication.user]: ctx.secrets.replicationPassword, [pg.replication.rewind_user]: ctx.secrets.rewindPassword };
       for (const v of verifiers) expect(scramMatches(v.verifier, passwords[v.role]!), `${name}: verifier of ${v.role}`).toBe(true);
       for (const secret of Object.values(passwords).filter((s): s is string => s !== undefined)) {
         for (const form of secretForms(secret)) expect(sql.includes(form), `${name}: a password in clear`).toBe(false);
@@ -281,15 +300,18 @@ describe("PostgreSQL family", () => {
     }
   });
 
-  it("writes the standby's .pgpass so libpq reads back the replication password", () => {
+  it("writes the standby's .pgpass so libpq reads back the replication and rewind passwords", () => {
     const password = "repl:pw\\with:colons \\ and #";
-    const ctxs = fixtureContexts("ha-cluster", undefined, { NOVACLOUD_REPLICATION_PASSWORD: password });
+    const rewind = "rew:ind\\ #pw";
+    const ctxs = fixtureContexts("ha-cluster", undefined, { NOVACLOUD_REPLICATION_PASSWORD: password, NOVACLOUD_REWIND_PASSWORD: rewind });
     const ctx = contextOf(ctxs, "db2");
     const lines = fileOf(ctx, pathsOf(ctx.model).standbyPgpass)!.content.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
     const parsed = lines.map(pgpassFields);
     expect(parsed).toEqual([
       ["10.0.0.31", "5432", "replication", "replicator", password],
+      ["10.0.0.31", "5432", "postgres", "rewinder", rewind],
       ["10.0.0.33", "5432", "replication", "replicator", password],
+      ["10.0.0.33", "5432", "postgres", "rewinder", rewind],
     ]);
   });
 
@@ -297,34 +319,40 @@ describe("PostgreSQL family", () => {
     const ctx = contextOf(fixtureContexts("ha-cluster"), "db2");
     const p = pathsOf(ctx.model);
     const steps = postgresFamily.steps!(ctx);
-    const clone = steps.find((s) => s.phase === "database" && commandsOf(s).some((c) => c.includes("pg_basebackup")))!;
+    const clone = steps.find((s) => s.id === "postgres.clone")!;
     const commands = commandsOf(clone);
-    // Done once: standby.signal marks a clone, and a second run leaves the standby alone.
-    expect(clone.action.kind === "commands" && clone.action.commands.slice(0, 3).every((c) => c.creates === `${p.pgDataDir}/standby.signal`)).toBe(true);
+    // Done once: standby.signal marks a standby, and a second run leaves the standby alone.
+    expect(clone.action.kind === "commands" && clone.action.commands.every((c) => c.creates === `${p.pgDataDir}/standby.signal`)).toBe(true);
     expect(clone.after).toEqual([{ host: "db1", id: "postgres.init-sql" }]);
-    expect(commands.map((c) => c.split(" ")[0])).toEqual(["systemctl", "runuser", "runuser", "systemctl"]);
     expect(commands[0]).toBe(`systemctl stop ${p.pgService}`);
     expect(commands[1]).toBe(`runuser -u postgres -- find ${p.pgDataDir} -mindepth 1 -delete`);
     const bb = commands[2]!.split(" ");
     const arg = (flag: string) => bb[bb.indexOf(flag) + 1];
     expect(bb.slice(0, 4)).toEqual(["runuser", "-u", "postgres", "--"]);
     expect(bb[4]).toBe(`${p.pgBinDir}/pg_basebackup`);
-    expect(arg("-h")).toBe("10.0.0.31");
-    expect(arg("-p")).toBe("5432");
-    expect(arg("-U")).toBe("replicator");
+    // The connection as primary_conninfo has it: the primary's address, verify-full against the CA.
+    const conninfo = /-d '([^']*)'/.exec(commands[2]!)![1]!;
+    expect(conninfo).toBe(settings(fileOf(ctx, p.pgConfD)!.content).get("primary_conninfo"));
+    expect(conninfo).toContain("host=10.0.0.31 port=5432 user=replicator");
+    expect(conninfo).toContain(`passfile=${p.standbyPgpass} sslmode=verify-full sslrootcert=${ctx.model.postgres.ssl_ca}`);
     expect(arg("-D")).toBe(p.pgDataDir);
     expect(arg("-X")).toBe("stream");
-    expect(bb).toContain("-R");
+    // No -R: conf.d names the primary; postgresql.auto.conf would win over it.
+    expect(bb).not.toContain("-R");
     expect(bb).toContain("-C");
     expect(arg("-S")).toBe("db2");
-    expect(commands[3]).toBe(`systemctl start ${p.pgService}`);
+    expect(commands[3]).toBe(`runuser -u postgres -- touch ${p.pgDataDir}/standby.signal`);
+    expect(settings(fileOf(ctx, p.pgConfD)!.content).get("primary_slot_name")).toBe("db2");
     const verify = steps.filter((s) => s.phase === "verify").flatMap((s) => stepLines(s));
     expect(verify.some((c) => c.includes("pg_is_in_recovery()"))).toBe(true);
+    expect(verify.some((c) => c.includes("pg_stat_wal_receiver"))).toBe(true);
     expect(verify.some((c) => c.includes("pg_promote()"))).toBe(true);
 
     const noSlots = contextOf(fixtureContexts("ha-cluster", (raw) => (raw.postgres.replication.slots = false)), "db2");
     const bb2 = postgresFamily.steps!(noSlots).flatMap(commandsOf).find((c) => c.includes("pg_basebackup"))!;
     expect(bb2).not.toMatch(/ -C | -S /);
+    expect(settings(fileOf(noSlots, p.pgConfD)!.content).has("primary_slot_name")).toBe(false);
+    expect(postgresFamily.steps!(noSlots).flatMap(commandsOf).some((c) => c.includes("pg_receivewal"))).toBe(false);
 
     const dashed = fixtureContexts("ha-cluster", (raw) => {
       raw.hosts["db-west-2"] = raw.hosts.db2;
@@ -333,6 +361,49 @@ describe("PostgreSQL family", () => {
     const slot = slotName(contextOf(dashed, "db-west-2").host);
     expect(slot).toBe("db_west_2");
     expect(slot).toMatch(/^[a-z0-9_]{1,63}$/);
+  });
+
+  it("rewinds a diverged member before the clone, then streams from the primary named in conf.d (issue #9 item 11)", () => {
+    const ctx = contextOf(fixtureContexts("ha-cluster"), "db3");
+    const p = pathsOf(ctx.model);
+    const steps = postgresFamily.steps!(ctx);
+    expect(steps.filter((s) => s.phase === "database").map((s) => s.id)).toEqual(["postgres.rewind", "postgres.clone", "postgres.follow"]);
+    const rewind = steps.find((s) => s.id === "postgres.rewind")!;
+    if (rewind.action.kind !== "commands") throw new Error("rewind runs commands");
+    // Skipped on a standby and on a cluster that is not a copy of the primary's (a new host).
+    const guards = new Set(rewind.action.commands.map((c) => c.unless));
+    expect(guards.size).toBe(1);
+    const guard = [...guards][0]!;
+    expect(guard.startsWith(`test -e ${p.pgDataDir}/standby.signal || `)).toBe(true);
+    expect(guard).toContain("IDENTIFY_SYSTEM");
+    expect(guard).toContain(`${p.pgBinDir}/pg_controldata ${p.pgDataDir}`);
+    const run = commandsOf(rewind);
+    expect(run[0]).toBe(`systemctl stop ${p.pgService}`);
+    expect(run[1]).toBe(
+      `runuser -u postgres -- ${p.pgBinDir}/pg_rewind -D ${p.pgDataDir} --source-server 'host=10.0.0.31 port=5432 user=rewinder dbname=postgres passfile=${p.standbyPgpass} sslmode=verify-full sslrootcert=${ctx.model.postgres.ssl_ca}'`,
+    );
+    expect(run[2]).toBe(`runuser -u postgres -- touch ${p.pgDataDir}/standby.signal`);
+    expect(rewind.after).toEqual([{ host: "db1", id: "postgres.init-sql" }]);
+
+    const follow = commandsOf(steps.find((s) => s.id === "postgres.follow")!);
+    expect(follow[0]).toMatch(new RegExp(`^runuser -u postgres -- ${p.pgBinDir}/pg_receivewal -d '[^']*' --create-slot --if-not-exists -S db3$`));
+    expect(follow.slice(1)).toEqual([
+      `systemctl stop ${p.pgService}`,
+      `runuser -u postgres -- sed -i -E '/^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=/d' ${p.pgDataDir}/postgresql.auto.conf`,
+      `systemctl start ${p.pgService}`,
+    ]);
+
+    // After a failover the model names db2: db3 follows it, and db1 is rewound from it.
+    const after = fixtureContexts("ha-cluster", (raw) => {
+      raw.hosts.db1.roles = ["db-standby"];
+      raw.hosts.db2.roles = ["db"];
+    });
+    const db3 = contextOf(after, "db3");
+    expect(settings(fileOf(db3, p.pgConfD)!.content).get("primary_conninfo")).toMatch(/^host=10\.0\.0\.32 /);
+    const db1 = contextOf(after, "db1");
+    expect(commandsOf(postgresFamily.steps!(db1).find((s) => s.id === "postgres.rewind")!)[1]).toContain("--source-server 'host=10.0.0.32 ");
+    expect(fileOf(db1, p.pgInitSql)).toBeUndefined();
+    expect(fileOf(contextOf(after, "db2"), p.pgInitSql)).toBeDefined();
   });
 
   it("restarts the primary, then runs the init SQL from the file as postgres, then verifies", () => {

@@ -226,6 +226,23 @@ describe("Redis family", () => {
     expect(has(single, "masterauth")).toBe(false);
   });
 
+  it("makes every member of a replicated Redis refuse writes without a replica, within the sentinels' down-after time (issue #9 item 13)", () => {
+    for (const { name, ctx } of ALL) {
+      const f = fragment(ctx);
+      if (!f) continue;
+      const d = directives(f.content);
+      const replicated = ctx.model.topology.redis.length > 1;
+      expect(has(d, "min-replicas-to-write"), `${name}/${ctx.host.name}`).toBe(replicated);
+      if (!replicated) continue;
+      expect(one(d, "min-replicas-to-write")).toEqual(["1"]);
+      // No later than the sentinels start failing the primary over.
+      const downAfter = Number(one(directives(sentinel(contextOf(fixtureContexts(name), ctx.model.topology.sentinels[0]!.name))!.content), "sentinel", "down-after-milliseconds", ctx.model.redis.master_name)[0]);
+      expect(Number(one(d, "min-replicas-max-lag")[0]) * 1000).toBe(downAfter);
+      // Two Redis hosts: the file says what the setting costs.
+      expect(/either one is down/.test(f.content)).toBe(ctx.model.topology.redis.length === 2);
+    }
+  });
+
   it("asks the version gates: Redis 6.0 gets no '-' bind prefix and no resolve-hostnames", () => {
     const ctxs = fixtureContexts("ha-sentinel", (raw) => (raw.platform.distribution = "ubuntu-22.04"));
     const ctx = contextOf(ctxs, "data1");

@@ -509,7 +509,7 @@ describe("runbook steps", () => {
 
   it("runs the firewall with a warning to keep the SSH session open", () => {
     const step = steps(host("ha-cluster", "db1")).find((s) => stepLines(s).includes("/usr/local/sbin/novacloud-firewall"))!;
-    expect(step.phase).toBe("services");
+    expect(step.phase).toBe("network");
     expect(step.why).toMatch(/Keep the SSH session/);
   });
 

@@ -50,6 +50,7 @@ const DOMAIN = "iot.example.com";
 const SECRETS = {
   E2E_DB_PASSWORD: `db "pw" 'x' $HOME \\b #h 100%`,
   E2E_REPL_PASSWORD: `repl:pw "q" $(id) \\ #`,
+  E2E_REWIND_PASSWORD: `rewind 'pw' :x \\ $y`,
   E2E_REDIS_PASSWORD: "redis-pw-2e2e",
   E2E_MQTT_PASSWORD: `mqtt "pw" 'q' $USER \\n #c %s`,
   E2E_SECRET_KEY: "e2e-secret-key-with-$-and-\"quotes\"",
@@ -98,7 +99,7 @@ function modelOf(ports: Ports, shape: "cluster" | "single"): Model {
     hosts,
     gunicorn: { port: ports.gunicorn, workers: 2 },
     daphne: { port: ports.daphne },
-    postgres: { port: ports.postgres, password: secret("E2E_DB_PASSWORD"), replication: { password: secret("E2E_REPL_PASSWORD") } },
+    postgres: { port: ports.postgres, password: secret("E2E_DB_PASSWORD"), replication: { password: secret("E2E_REPL_PASSWORD"), rewind_password: secret("E2E_REWIND_PASSWORD") } },
     redis: { port: ports.redis, password: secret("E2E_REDIS_PASSWORD") },
     mqtt: { port: ports.mqtt, password: secret("E2E_MQTT_PASSWORD") },
     django: { secret_key: secret("E2E_SECRET_KEY") },
@@ -192,7 +193,8 @@ describe.skipIf(!available)("the rendered stack boots", () => {
       return { [cluster.postgres.ssl_certificate]: c, [cluster.postgres.ssl_key]: k };
     };
     const configure = (host: string, dir: string, data: string, port: number) => {
-      const confd = put(join(dir, "conf.d.conf"), relocate(rendered(tree, host, p.pgConfD), certs(dir)));
+      // The standby's primary_conninfo names its password file (passfile=).
+      const confd = put(join(dir, "conf.d.conf"), relocate(rendered(tree, host, p.pgConfD), { ...certs(dir), [p.standbyPgpass]: join(dir, ".pgpass") }));
       put(join(data, "pg_hba.conf"), rendered(tree, host, p.pgHba));
       const main = readFileSync(join(data, "postgresql.conf"), "utf8").split("\n# e2e\n")[0];
       // After the include: loopback only, this host's port and socket, no fsync (throwaway).
@@ -237,20 +239,24 @@ describe.skipIf(!available)("the rendered stack boots", () => {
     const standby = init("db2");
     mkdirSync(standby.data, { mode: 0o700 });
     giveToPostgres(standby.data);
-    const standbyPgpass = put(join(standby.dir, ".pgpass"), rendered(tree, "db2", p.standbyPgpass));
-    const clone = postgresFamily.steps!(hostContexts(cluster, {}).find((c) => c.host.name === "db2")!)
-      .flatMap((s) => commandsOf(s))
-      .find((c) => c.includes("pg_basebackup"));
-    expect(clone, "db2's runbook clones the primary with pg_basebackup").toBeDefined();
-    expect(clone).toContain(" -R");
-    const command = clone!.replace(ADDRESSES, "127.0.0.1").replace(p.pgDataDir, standby.data).replace(` -P`, "");
-    const cloned = run("bash", ["-c", command], { env: { ...process.env, PGPASSFILE: standbyPgpass }, timeoutMs: 60_000 });
-    expect(cloned.code, `${command}\n${cloned.output}`).toBe(0);
-    expect(existsSync(join(standby.data, "standby.signal")), "pg_basebackup -R creates standby.signal").toBe(true);
+    put(join(standby.dir, ".pgpass"), rendered(tree, "db2", p.standbyPgpass));
+    const clone = postgresFamily.steps!(hostContexts(cluster, {}).find((c) => c.host.name === "db2")!).find((s) => s.id === "postgres.clone");
+    expect(clone, "db2's runbook clones the primary").toBeDefined();
+    // Its commands after `systemctl stop`: empty the data directory, pg_basebackup, standby.signal.
+    const commands = commandsOf(clone!).filter((c) => !c.startsWith("systemctl "));
+    expect(commands.some((c) => c.includes("pg_basebackup"))).toBe(true);
+    for (const c of commands) {
+      const command = relocate(c.replace(ADDRESSES, "127.0.0.1"), { [p.pgDataDir]: standby.data, [p.standbyPgpass]: join(standby.dir, ".pgpass") }).replace(` -P`, "");
+      const ran = run("bash", ["-c", command], { timeoutMs: 60_000 });
+      expect(ran.code, `${command}\n${ran.output}`).toBe(0);
+    }
+    expect(existsSync(join(standby.data, "standby.signal")), "the clone marks the standby").toBe(true);
     expect(existsSync(join(standby.data, "recovery.conf"))).toBe(false);
+    // primary_conninfo is in conf.d (the model's primary), not in postgresql.auto.conf, which would win over it.
     const autoConf = readFileSync(join(standby.data, "postgresql.auto.conf"), "utf8");
-    expect(autoConf).toContain("primary_conninfo");
-    expect(autoConf).not.toContain(SECRETS.E2E_REPL_PASSWORD);
+    expect(autoConf).not.toContain("primary_conninfo");
+    expect(rendered(tree, "db2", p.pgConfD)).toContain("primary_conninfo");
+    expect(rendered(tree, "db2", p.pgConfD)).not.toContain(SECRETS.E2E_REPL_PASSWORD);
     configure("db2", standby.dir, standby.data, ports.standby);
     start(standby.data, standby.dir);
 

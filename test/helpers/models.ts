@@ -12,6 +12,7 @@ export type ModelObject = { [key: string]: Json };
 export const PROPERTY_ENV: Readonly<Record<string, string>> = {
   PROP_DB_PASSWORD: "prop-db \"pw\" $x 'y' #z %1",
   PROP_REPL_PASSWORD: "prop-repl-pw-\\back",
+  PROP_REWIND_PASSWORD: "prop-rewind:pw \\ 'q'",
   // No blank or quote: Sentinel writes auth-pass back unquoted (src/artifacts/redis.ts refuses them).
   PROP_REDIS_PASSWORD: "prop-redis-pw`id`$x\\#%",
   PROP_MQTT_PASSWORD: "prop-mqtt:pw;{}",
@@ -198,7 +199,7 @@ export const validModel: fc.Arbitrary<ModelObject> = fc
         version: r.pgVersion,
         port: r.setPorts ? pgPort : undefined,
         password: ref("PROP_DB_PASSWORD"),
-        replication: t.standbys > 0 || r.redisPassword ? { password: ref("PROP_REPL_PASSWORD") } : undefined,
+        replication: t.standbys > 0 || r.redisPassword ? { password: ref("PROP_REPL_PASSWORD"), rewind_password: ref("PROP_REWIND_PASSWORD") } : undefined,
       }),
       redis: compact({
         port: r.setPorts ? rPort : undefined,

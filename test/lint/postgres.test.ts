@@ -33,7 +33,7 @@ interface Case {
   readonly model: Model;
   readonly tree: Tree;
   readonly host: string;
-  readonly secrets: { db: string; replication: string | undefined };
+  readonly secrets: { db: string; replication: string | undefined; rewind: string | undefined };
 }
 
 function file(c: Case, path: string): string | undefined {
@@ -53,7 +53,11 @@ function fixtureCases(): Case[] {
     const tree = render(f.model, f.sources);
     const env = f.sources.env ?? {};
     const ref = (r: unknown) => (typeof r === "object" && r !== null && "env" in r ? env[(r as { env: string }).env] : (r as string | undefined));
-    return casesOf(name, f.model, tree, { db: ref(f.model.postgres.password)!, replication: ref(f.model.postgres.replication.password) });
+    return casesOf(name, f.model, tree, {
+      db: ref(f.model.postgres.password)!,
+      replication: ref(f.model.postgres.replication.password),
+      rewind: ref(f.model.postgres.replication.rewind_password),
+    });
   });
 }
 
@@ -62,7 +66,7 @@ function nonAsciiCase(): Case[] {
   const f = loadFixture("options");
   const password = "pässwörd Ⅸ 'q' \"d\" \\ $x :y";
   const tree = render(f.model, { ...f.sources, env: { ...f.sources.env, IOT_DB_PASSWORD: password } });
-  return casesOf("options (non-ASCII password)", f.model, tree, { db: password, replication: undefined });
+  return casesOf("options (non-ASCII password)", f.model, tree, { db: password, replication: undefined, rewind: undefined });
 }
 
 const CASES = [...fixtureCases(), ...nonAsciiCase()];
@@ -188,7 +192,11 @@ describe.skipIf(!available)("PostgreSQL 15 accepts the rendered configuration", 
         // Logins with the passwords, over the socket: a test-only scram line ahead of the peer lines.
         const pg = model.postgres;
         const hba = readFileSync(hbaPath, "utf8");
-        const testLines = [`local ${pg.database} ${pg.user} scram-sha-256`, ...(c.secrets.replication ? [`local replication ${pg.replication.user} scram-sha-256`] : [])];
+        const testLines = [
+          `local ${pg.database} ${pg.user} scram-sha-256`,
+          ...(c.secrets.replication ? [`local replication ${pg.replication.user} scram-sha-256`] : []),
+          ...(c.secrets.rewind ? [`local postgres ${pg.replication.rewind_user} scram-sha-256`] : []),
+        ];
         put(hbaPath, `${testLines.join("\n")}\n${hba}`);
         expect(psqlAsPostgres("SELECT pg_reload_conf()").code).toBe(0);
         await new Promise((resolve) => setTimeout(resolve, 300));
@@ -208,6 +216,22 @@ describe.skipIf(!available)("PostgreSQL 15 accepts the rendered configuration", 
         if (c.secrets.replication) {
           const repl = login(pg.replication.user, c.secrets.replication, "replication", "IDENTIFY_SYSTEM", " replication=true");
           expect(repl.code, `${pg.replication.user} cannot open a replication connection:\n${repl.output}`).toBe(0);
+        }
+        if (c.secrets.rewind) {
+          // The calls pg_rewind makes (libpq_source.c), as the rewind role: granted, and nothing more.
+          const rewinder = pg.replication.rewind_user;
+          const calls = login(
+            rewinder,
+            c.secrets.rewind,
+            "postgres",
+            "SELECT count(*) > 0 FROM pg_ls_dir('.', true, false); SELECT size > 0 FROM pg_stat_file('global/pg_control', true); SELECT length(pg_read_binary_file('global/pg_control')) > 0; SELECT length(pg_read_binary_file('global/pg_control', 0, 8, true)) = 8;",
+          );
+          expect(calls.code, `${rewinder} cannot call pg_rewind's functions:\n${calls.output}`).toBe(0);
+          expect(calls.stdout.trim().split("\n")).toEqual(["t", "t", "t", "t"]);
+          const more = login(rewinder, c.secrets.rewind, "postgres", "SELECT pg_read_file('global/pg_control')");
+          expect(more.output).toMatch(/permission denied for function pg_read_file/);
+          const superuser = login(rewinder, c.secrets.rewind, "postgres", "SELECT rolsuper OR rolreplication OR rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = current_user");
+          expect(superuser.stdout.trim()).toBe("f");
         }
       }
     });

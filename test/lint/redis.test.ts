@@ -128,6 +128,44 @@ describe.skipIf(!available)("redis-server 7.0 runs the rendered Redis and Sentin
     expect(readFileSync(file, "utf8")).toContain("sentinel auth-pass m two words");
   });
 
+  it("a replicated primary refuses writes until a replica acknowledges, and again once it is gone (ha-sentinel; single-node writes alone)", { timeout: 60_000 }, async () => {
+    box = sandbox("ncr-redis-minrep-");
+    const sentinel = DEPLOYMENTS.find((d) => d.label === "ha-sentinel")!;
+    const single = DEPLOYMENTS.find((d) => d.label === "single-node")!;
+    const p = pathsOf(sentinel.model);
+    const t = sentinel.model.topology;
+    const replicaHost = t.redis.find((h) => h.name !== t.redisPrimary!.name)!;
+    /** A host's rendered fragment on a free loopback port, data in the sandbox. */
+    const start = async (d: Deployment, host: string, extra: string[] = []) => {
+      const path = `${host}${p.redisFragment}`;
+      const port = await freePort();
+      let fragment = replaceLine(d.tree.get(path)!.content, /^bind /, "bind 127.0.0.1", path);
+      fragment = replaceLine(fragment, /^port /, `port ${port}`, path);
+      const file = box!.write(`${d.label}-${host}/fragment.conf`, fragment, 0o600);
+      const server = await startRedis([file, "--dir", box!.path(`${d.label}-${host}`), ...extra], `redis-server with ${path}`, port);
+      return { port, server };
+    };
+
+    // The guide's one host has no replica to wait for: it takes writes alone.
+    const alone = await start(single, "node1");
+    expect(cli(alone.port, single.password, "set", "k", "v").stdout.trim()).toBe("OK");
+
+    const primary = await start(sentinel, t.redisPrimary!.name);
+    const refused = cli(primary.port, sentinel.password, "set", "k", "v");
+    expect(refused.output, "a primary without a replica took a write").toMatch(/NOREPLICAS/);
+    const replica = await start(sentinel, replicaHost.name, ["--replicaof", "127.0.0.1", String(primary.port)]);
+    await waitOrExplain(
+      "the primary to count its replica as good",
+      () => /min_slaves_good_slaves:1/.test(cli(primary.port, sentinel.password, "info", "replication").stdout),
+      () => cli(primary.port, sentinel.password, "info", "replication").output,
+    );
+    expect(cli(primary.port, sentinel.password, "set", "k", "v").stdout.trim()).toBe("OK");
+    // The replica goes away (a partition, a crash): writes stop once it has been silent for the lag.
+    await replica.server.stop();
+    await waitFor("the primary to refuse writes again", () => /NOREPLICAS/.test(cli(primary.port, sentinel.password, "set", "k", "w").output), 30_000);
+    expect(cli(primary.port, sentinel.password, "get", "k").stdout.trim()).toBe("v");
+  });
+
   for (const d of DEPLOYMENTS) {
     it(d.label, { timeout: 60_000 }, async () => {
       box = sandbox("ncr-redis-");

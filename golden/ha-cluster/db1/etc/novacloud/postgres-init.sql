@@ -28,3 +28,15 @@ ALTER DATABASE novacloud_db OWNER TO novacloud;
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:xqfzV5qEjEasETfw3XxppQ==$YdGCSb5ZJ9o0ILcbLZrmeSySXCfZYLJyMRY2s98Wf74=:LigN4frz/v/HmC2tIXH9LdUTLrsYBuuiuRY2/g3qTgM=';
+
+-- pg_rewind: after a failover the old primary is rewound into a standby of the new one,
+-- reading its files as this role. It may only call the functions pg_rewind uses, granted
+-- here in the database postgres as the pg_rewind documentation shows (function privileges
+-- belong to one database; pg_rewind connects to postgres).
+SELECT format('CREATE ROLE %I LOGIN', 'rewinder')
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rewinder') \gexec
+ALTER ROLE rewinder WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:WQnUdwZVCtKQ59XSVkP56A==$iTiP22foOR9YGQ1eYNFJWZaoILClGc5gX5m4tuVyXRA=:rgEE1ekxguwJgsugSXTWFK4PhYxIB3U2drUnDC+7F9c=';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO rewinder;

@@ -28,3 +28,15 @@ ALTER DATABASE novacloud_db OWNER TO novacloud;
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:zX+TGamtnNyNwqyC6Lkvew==$OtxmhN/3RbZt6NSVbYrfL+RmWeglwzkTY8xs5LgsP3A=:XVhUgyTo1P8BkfJsmZIvbnHmM3Pww5VQ3tP5WSU+Lpk=';
+
+-- pg_rewind: after a failover the old primary is rewound into a standby of the new one,
+-- reading its files as this role. It may only call the functions pg_rewind uses, granted
+-- here in the database postgres as the pg_rewind documentation shows (function privileges
+-- belong to one database; pg_rewind connects to postgres).
+SELECT format('CREATE ROLE %I LOGIN', 'rewinder')
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rewinder') \gexec
+ALTER ROLE rewinder WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:0X2F2M09K3Aivg4EbBuDeg==$m59xc/Ch+6vZ/BamAzA1ekGKHa+8VDm30W0g5X9mVCw=:pWYja0r1//tefUQUo5kRbsMBTdrkLQbaB3h+nfUIzTI=';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO rewinder;

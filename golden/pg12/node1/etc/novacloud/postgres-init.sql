@@ -33,3 +33,15 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 SELECT format('CREATE ROLE %I REPLICATION LOGIN', 'replicator')
 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'replicator') \gexec
 ALTER ROLE replicator WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'SCRAM-SHA-256$4096:tMppKQKAQ1cpftszWP3Teg==$QIONaaVg0mfS4I/qB6vu7HrTFNtUjXeZfGSHopGnUE8=:gv06Y3SeF5pPK06YZdthLcK/ZQrBBRVBnfi4ZpJeKbU=';
+
+-- pg_rewind: after a failover the old primary is rewound into a standby of the new one,
+-- reading its files as this role. It may only call the functions pg_rewind uses, granted
+-- here in the database postgres as the pg_rewind documentation shows (function privileges
+-- belong to one database; pg_rewind connects to postgres).
+SELECT format('CREATE ROLE %I LOGIN', 'rewinder')
+WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'rewinder') \gexec
+ALTER ROLE rewinder WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-SHA-256$4096:UFQYwA0AZba+KysRhKxoUA==$+chtvBsMxum10lecxLOtstHXac1dlWwN76ur8SuRfsQ=:huGwgvKp7arOusIHzK8qT11U9J7rCaUs/s8WvvdV97g=';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO rewinder;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO rewinder;
