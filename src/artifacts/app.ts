@@ -10,7 +10,7 @@ import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
 import { urlOf } from "./paths.js";
-import type { Step } from "./steps.js";
+import { directory, gitCheckout, type Step } from "./steps.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
 export function redisUrl(scheme: "redis" | "sentinel", host: string, port: number, database: number, password: string | undefined): string {
@@ -176,7 +176,7 @@ function appSteps(ctx: HostContext): Step[] {
       title: "Check out the application",
       packages: fits ? ["git", "python3-venv"] : ["git"],
       action: p.repository
-        ? { kind: "commands", commands: [{ run: `git clone --branch ${shell(p.branch)} ${shell(p.repository)} ${shell(p.root)}`, creates: `${p.root}/.git` }] }
+        ? { kind: "commands", commands: [gitCheckout(p.repository, p.branch, p.root)] }
         : { kind: "manual", lines: [`put the application (manage.py, requirements.txt, ${p.djangoModule}/) into ${p.root}`] },
       why: "The code stays owned by root: the service account can read it but not rewrite it.",
     },
@@ -189,7 +189,8 @@ function appSteps(ctx: HostContext): Step[] {
             kind: "commands",
             commands: [
               { run: `python3 -m venv ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
-              { run: `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}` },
+              // pip says "Successfully installed ..." only when it installed something.
+              { run: `${shell(`${p.venv}/bin/pip`)} install -r ${shell(`${p.root}/requirements.txt`)}`, changes: { ifOutput: "^Successfully installed" } },
             ],
           },
           why: "requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
@@ -201,9 +202,10 @@ function appSteps(ctx: HostContext): Step[] {
           action: {
             kind: "commands",
             commands: [
-              { run: "uv python install 3.12" },
+              { run: "uv python install 3.12", unless: "uv python find 3.12 >/dev/null" },
               { run: `uv venv --python 3.12 ${shell(p.venv)}`, creates: `${p.venv}/bin/python` },
-              { run: `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}` },
+              // uv reports "Installed N packages" only when it installed some ("Audited" otherwise).
+              { run: `uv pip install --python ${shell(`${p.venv}/bin/python`)} -r ${shell(`${p.root}/requirements.txt`)}`, changes: { ifOutput: "^Installed " } },
             ],
           },
           why: `NovaCloud needs Python 3.12.3 or newer and ${model.platform.distribution} ships ${model.versions.python}; deadsnakes is Ubuntu-only and python3.12-distutils no longer exists. uv (https://docs.astral.sh/uv/) installs a managed interpreter. requirements.txt must pin gunicorn>=23 and include daphne and celery.`,
@@ -214,10 +216,7 @@ function appSteps(ctx: HostContext): Step[] {
       title: "Create the static and media directories",
       action: {
         kind: "commands",
-        commands: [
-          { run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}` },
-          { run: `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(p.mediaDir)}` },
-        ],
+        commands: [directory(p.staticDir, 0o755, p.user, p.group), directory(p.mediaDir, 0o2750, p.user, "www-data")],
       },
       why:
         "collectstatic writes STATIC_ROOT as the service account and nginx reads it. MEDIA_ROOT belongs to the account with group www-data and the setgid bit, " +
@@ -229,7 +228,14 @@ function appSteps(ctx: HostContext): Step[] {
       id: "app.migrate",
       phase: "app",
       title: "Check the deployment and migrate the database",
-      action: { kind: "commands", commands: [{ run: manageCommand(model, "check --deploy") }, { run: manageCommand(model, "migrate --noinput") }] },
+      action: {
+        kind: "commands",
+        commands: [
+          { run: manageCommand(model, "check --deploy"), changes: { never: true } },
+          // migrate prints "No migrations to apply." when there is nothing to do.
+          { run: manageCommand(model, "migrate --noinput"), changes: { unlessOutput: "No migrations to apply" } },
+        ],
+      },
       once: true,
       after: t.db ? [{ host: t.db.name, id: "postgres.init-sql" }] : [],
       why: "Migrations run on this host only, so two hosts never migrate at once; update.sh does the same on later deploys.",
@@ -249,7 +255,8 @@ function appSteps(ctx: HostContext): Step[] {
       id: "app.collectstatic",
       phase: "app",
       title: "Collect the static files",
-      action: { kind: "commands", commands: [{ run: manageCommand(model, "collectstatic --noinput") }] },
+      // collectstatic's summary starts "0 static files copied" when nothing changed.
+      action: { kind: "commands", commands: [{ run: manageCommand(model, "collectstatic --noinput"), changes: { unlessOutput: "^0 static files copied" } }] },
     });
   }
   return steps;

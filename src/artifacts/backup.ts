@@ -7,7 +7,7 @@ import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
-import type { Step } from "./steps.js";
+import { directory, type Step } from "./steps.js";
 
 function backupTag(ctx: HostContext): string {
   return `${ctx.model.project.name}-backup`;
@@ -78,7 +78,7 @@ function backupSteps(ctx: HostContext): Step[] {
       phase: "database",
       title: "Create the backup directory",
       packages: ["cron", "postgresql-client", ...(age ? ["age"] : [])],
-      action: { kind: "commands", commands: [{ run: `install -d -m 0700 -o ${shell(p.user)} -g ${shell(p.group)} ${shell(model.backup.dir)}` }] },
+      action: { kind: "commands", commands: [directory(model.backup.dir, 0o700, p.user, p.group)] },
       why: `Dumps are readable by ${p.user} only. They stay on this host: copy ${model.backup.dir} to another machine (restic, borg, rsync), or a lost host loses its backups too.`,
     },
     {

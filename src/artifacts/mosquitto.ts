@@ -30,7 +30,8 @@ import { behindLb, flowsTo } from "../model/flows.js";
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
 import { mqttLetsEncryptLive, siteCertificate } from "./paths.js";
 import { certbotAccountFlags } from "./tls.js";
-import type { Step } from "./steps.js";
+import { reloadUnit } from "./effects.js";
+import { copyOnHost, type Step } from "./steps.js";
 
 /** The broker's own account (Debian package and the eclipse-mosquitto image alike). */
 export const MOSQUITTO_USER = "mosquitto";
@@ -250,10 +251,12 @@ function mosquittoSteps(ctx: HostContext): Step[] {
         action: {
           kind: "commands",
           commands: [
-            { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(p.mosquittoCert)}` },
-            { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(p.mosquittoKey)}` },
+            copyOnHost(cert.certificate, p.mosquittoCert, MOSQUITTO_USER, MOSQUITTO_USER, 0o640),
+            copyOnHost(cert.key, p.mosquittoKey, MOSQUITTO_USER, MOSQUITTO_USER, 0o600),
           ],
         },
+        // The broker re-reads certfile and keyfile on SIGHUP (mosquitto.conf(5)).
+        effects: [reloadUnit("mosquitto")],
         why: `Put the certificate chain for ${model.mqtt.domain} at ${cert.certificate} and its key at ${cert.key} on this host first. The broker reads them as the mosquitto user, so it gets its own copies; copy them again and run \`systemctl reload mosquitto\` whenever the certificate is replaced.`,
       });
     }

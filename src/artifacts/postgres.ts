@@ -12,7 +12,7 @@ import { pgHba, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
-import type { Step } from "./steps.js";
+import { aptInstall, unitState, type Step } from "./steps.js";
 
 /** WAL segment size of every Debian/PGDG build (initdb --wal-segsize default). */
 const WAL_SEGMENT_MB = 16;
@@ -201,9 +201,9 @@ function postgresSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: "apt-get install -y postgresql-common" },
+          aptInstall(["postgresql-common"]),
           { run: "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y", creates: "/etc/apt/sources.list.d/pgdg.sources" },
-          { run: `apt-get install -y ${shell(pkg)}` },
+          aptInstall([pkg]),
         ],
       },
       why: `${model.platform.distribution} ships PostgreSQL ${DISTRIBUTIONS[distribution].postgres}; other versions come from the PostgreSQL project's apt repository (PGDG), which postgresql-common's script adds with its signing key. Installing the package creates the cluster ${p.pgCluster}.`,
@@ -258,10 +258,10 @@ function postgresSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `systemctl stop ${shell(p.pgService)}`, creates: signal },
+          { ...unitState(p.pgService, "stopped"), creates: signal },
           { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
           { run: asPostgres(...basebackup), creates: signal },
-          { run: `systemctl start ${shell(p.pgService)}` },
+          unitState(p.pgService, "started"),
         ],
       },
       // pg_basebackup needs the replication role the primary's init SQL creates.

@@ -380,7 +380,7 @@ describe("runbook steps", () => {
 
   it("creates the backup directory 0700 for the account and runs one backup as the account", () => {
     const ctx = host("options", "iot1");
-    expect(commands(ctx)).toContain("install -d -m 0700 -o iot -g iot /var/backups/iotcloud");
+    expect(commands(ctx)).toContain("install -d -o iot -g iot -m 0700 /var/backups/iotcloud");
     expect(commands(ctx)).toContain("runuser -u iot -- /srv/iotcloud/backup.sh");
     expect(steps(ctx).flatMap(stepPackages)).toEqual(expect.arrayContaining(["cron", "postgresql-client", "age", "ufw", "logrotate"]));
   });
