@@ -1,6 +1,9 @@
+import type { Effect } from "./artifacts/effects.js";
+
 /**
  * A rendered deployment: relative path -> file. Paths are `<host>/<absolute path on that host>`
- * (so `rsync -a out/<host>/ root@host:/` deploys a host) or `compose/...` for the Compose bundle.
+ * (so `rsync -a out/<host>/ root@host:/` deploys a host), `compose/...` for the Compose bundle
+ * or `ansible/...` for the Ansible bundle.
  */
 export interface TreeFile {
   readonly content: string;
@@ -13,6 +16,8 @@ export interface TreeFile {
   readonly family: string;
   /** The template it was rendered from (templates/<template>); none for a serialized document. */
   readonly template?: string;
+  /** On a host: what a change to the file requires there (src/artifacts/effects.ts); [] for nothing. */
+  readonly effects?: readonly Effect[];
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -29,6 +34,8 @@ export interface FileSpec {
   readonly template?: string;
   /** The family that made it; render() fills it in. */
   readonly family?: string;
+  /** What a change to it requires on its host; render() fills it in for host files. */
+  readonly effects?: readonly Effect[];
 }
 
 /** The one generated-file marker, written in each file's own comment syntax. */
@@ -106,6 +113,7 @@ export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string,
       group: spec.group ?? "root",
       family: spec.family ?? "",
       ...(spec.template !== undefined ? { template: spec.template } : {}),
+      ...(spec.effects !== undefined ? { effects: spec.effects } : {}),
     },
   ]);
 }

@@ -8,6 +8,7 @@ import { locateIssues, type SourceFormat } from "../model/source-lines.js";
 import { shown } from "../model/values.js";
 import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
 import { redact } from "../redact.js";
+import { describeEffect } from "../artifacts/effects.js";
 import { render } from "../render.js";
 import { formatMode, type Tree } from "../tree.js";
 import type { CliOptions } from "./args.js";
@@ -171,6 +172,8 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
         // Where it comes from: src/artifacts/<family>.ts renders templates/<template>.
         family: f.family,
         template: f.template,
+        // On a host: what a change to it requires there (src/artifacts/effects.ts).
+        effects: f.effects?.map(describeEffect),
       }));
       o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
     } else o.out(`${listing(tree)}\n`);
@@ -193,8 +196,16 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
     return hasDrift(drift) ? EXIT.drift : EXIT.ok;
   }
   writeTree(tree, outDir);
-  const hostCount = new Set([...tree.keys()].map((p) => p.split("/")[0])).size;
-  if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: hostCount })}\n`);
-  else if (!o.quiet) o.err(`wrote ${tree.size} files for ${hostCount} host${hostCount === 1 ? "" : "s"} to ${outDir}\n`);
+  const trees = new Set([...tree.keys()].map((p) => p.split("/")[0]!));
+  if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: trees.size })}\n`);
+  else if (!o.quiet) {
+    const hosts = parsed.model.topology.hosts.filter((h) => trees.has(h.name)).length;
+    const what = [
+      ...(hosts > 0 ? [`${hosts} host${hosts === 1 ? "" : "s"}`] : []),
+      ...(trees.has("ansible") ? ["the Ansible bundle"] : []),
+      ...(trees.has("compose") ? ["the Compose bundle"] : []),
+    ];
+    o.err(`wrote ${tree.size} files for ${what.join(", ").replace(/, ([^,]*)$/, " and $1")} to ${outDir}\n`);
+  }
   return EXIT.ok;
 }
