@@ -189,10 +189,14 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
   }
   const outDir = options.out!;
   if (options.check) {
-    const { compareWithDirectory, formatDrift, hasDrift } = await import("./check.js");
+    const { compareWithDirectory, driftChanges, formatDrift, formatPlan, hasDrift } = await import("./check.js");
+    const { planChanges } = await import("../plan.js");
     const drift = compareWithDirectory(tree, outDir, shownSecrets);
-    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift }, null, 2)}\n`);
-    else if (hasDrift(drift) || !o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
+    const plan = hasDrift(drift) ? planChanges(parsed.model, { ...sources, pbkdf2 }, driftChanges(drift, outDir), drift.removed) : [];
+    const shownPlan = options.host === undefined ? plan : plan.filter((p) => p.host === options.host);
+    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift, plan: shownPlan }, null, 2)}\n`);
+    else if (hasDrift(drift)) o.out(`${formatDrift(drift, outDir, useColor(options))}${formatPlan(shownPlan)}`);
+    else if (!o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
     return hasDrift(drift) ? EXIT.drift : EXIT.ok;
   }
   writeTree(tree, outDir);
