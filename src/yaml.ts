@@ -9,7 +9,15 @@
  * for what these lines do.
  */
 
-export type YamlValue = string | number | boolean | readonly YamlValue[] | { readonly [key: string]: YamlValue | undefined };
+/** A scalar with a comment at the end of its line (e.g. a linter's `noqa` for that node). */
+export class Commented {
+  constructor(
+    readonly value: string | number | boolean,
+    readonly comment: string,
+  ) {}
+}
+
+export type YamlValue = string | number | boolean | Commented | readonly YamlValue[] | { readonly [key: string]: YamlValue | undefined };
 
 /** Comment lines before a node, by path: "services.mqtt.volumes" or "services.mqtt.volumes[2]". */
 export type YamlComments = Readonly<Record<string, readonly string[]>>;
@@ -17,15 +25,14 @@ export type YamlComments = Readonly<Record<string, readonly string[]>>;
 export interface YamlOptions {
   /** Comment lines before a node, by path. */
   readonly comments?: YamlComments;
-  /** A comment at the end of a scalar's line, by path (e.g. a linter's `noqa` for that node). */
-  readonly trailing?: Readonly<Record<string, string>>;
   /** The longest line: longer strings are folded (and short mappings no longer fit on one line). */
   readonly width?: number;
 }
 
 interface Writer {
   readonly comments: YamlComments;
-  readonly trailing: Readonly<Record<string, string>>;
+  /** Whether any node has a comment before it: without, no path is built (most of the time it takes). */
+  readonly annotated: boolean;
   readonly width: number;
   readonly out: string[];
 }
@@ -37,16 +44,37 @@ const RESERVED = /^(?:y|n|yes|no|on|off|true|false|null|~)$/i;
 
 function scalar(value: string | number | boolean, quoteStrings = false): string {
   if (typeof value !== "string") return String(value);
-  return !quoteStrings && PLAIN.test(value) && !RESERVED.test(value) ? value : JSON.stringify(value);
+  if (quoteStrings) return JSON.stringify(value);
+  // Task files repeat the same short strings (modes, owners, states): decided once each.
+  let text = SCALARS.get(value);
+  if (text === undefined) {
+    text = PLAIN.test(value) && !RESERVED.test(value) ? value : JSON.stringify(value);
+    if (value.length < 64 && SCALARS.size < 10_000) SCALARS.set(value, text);
+  }
+  return text;
+}
+const SCALARS = new Map<string, string>();
+
+/** Mapping keys repeat in every task and service: written once each. */
+const KEYS = new Map<string, string>();
+function keyText(key: string): string {
+  let text = KEYS.get(key);
+  if (text === undefined) {
+    text = scalar(key);
+    if (KEYS.size < 10_000) KEYS.set(key, text);
+  }
+  return text;
 }
 
-function isScalar(value: YamlValue): value is string | number | boolean {
-  return typeof value !== "object";
+type Scalar = string | number | boolean | Commented;
+
+function isScalar(value: YamlValue): value is Scalar {
+  return typeof value !== "object" || value instanceof Commented;
 }
 
 /** A short sequence of scalars fits on one line, strings quoted alike: `["a", "b c"]`. */
 function flowSequence(items: readonly YamlValue[], comments: YamlComments, path: string, width: number): string | undefined {
-  if (!items.every(isScalar) || items.some((_, i) => comments[`${path}[${i}]`])) return undefined;
+  if (!items.every((i) => typeof i !== "object") || items.some((_, i) => comments[`${path}[${i}]`])) return undefined;
   const text = `[${(items as (string | number | boolean)[]).map((item) => scalar(item, true)).join(", ")}]`;
   return width + text.length <= 110 ? text : undefined;
 }
@@ -54,8 +82,8 @@ function flowSequence(items: readonly YamlValue[], comments: YamlComments, path:
 /** A one-entry mapping of a scalar fits on one line: `{condition: service_healthy}`. */
 function flowMapping(entries: [string, YamlValue][], prefix: string, w: Writer): string | undefined {
   if (entries.length === 0) return "{}";
-  if (entries.length !== 1 || !isScalar(entries[0]![1])) return undefined;
-  const text = `{${scalar(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
+  if (entries.length !== 1 || typeof entries[0]![1] === "object") return undefined;
+  const text = `{${keyText(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
   return prefix.length + 1 + text.length <= w.width ? text : undefined;
 }
 
@@ -98,23 +126,38 @@ function literal(text: string, indent: string): string[] | undefined {
 }
 
 /**
- * `prefix value`; with a width, a script of several lines as a literal block, and a line too
- * long as a folded block (`>-`).
+ * Writes `prefix value`; with a width, a script of several lines as a literal block, and a line
+ * too long as a folded block (`>-`).
  */
-function scalarLines(prefix: string, value: string | number | boolean, indent: string, w: Writer, tail = "", quote = false): string[] {
+function writeScalar(prefix: string, scalarValue: Scalar, indent: string, w: Writer, quote = false): void {
+  const value = scalarValue instanceof Commented ? scalarValue.value : scalarValue;
+  const tail = scalarValue instanceof Commented ? `  # ${scalarValue.comment}` : "";
   const block = typeof value === "string" && w.width !== Infinity && value.includes("\n") ? literal(value, indent) : undefined;
-  if (block !== undefined) return [`${prefix} |-${tail}`, ...block];
+  if (block !== undefined) {
+    w.out.push(`${prefix} |-${tail}`, ...block);
+    return;
+  }
   const line = `${prefix} ${scalar(value, quote)}${tail}`;
   const fold = typeof value === "string" && line.length > w.width ? folded(value, indent, w.width) : undefined;
-  return fold === undefined ? [line] : [`${prefix} >-${tail}`, ...fold];
+  if (fold === undefined) w.out.push(line);
+  else w.out.push(`${prefix} >-${tail}`, ...fold);
+}
+
+/** The path of a child node, when comments may name it. */
+function child(w: Writer, path: string, key: string): string {
+  return w.annotated ? `${path}${key}` : "";
+}
+
+/** The comment lines before the node at `path`. */
+function note(w: Writer, path: string, pad: string): void {
+  if (!w.annotated) return;
+  const lines = w.comments[path];
+  if (lines !== undefined) for (const line of lines) w.out.push(`${pad}# ${line}`.trimEnd());
 }
 
 function emit(value: YamlValue, indent: string, path: string, prefix: string, w: Writer): void {
-  const note = (p: string, pad: string) => {
-    for (const line of w.comments[p] ?? []) w.out.push(`${pad}# ${line}`.trimEnd());
-  };
   if (isScalar(value)) {
-    w.out.push(...scalarLines(prefix, value, indent, w, w.trailing[path] === undefined ? "" : `  # ${w.trailing[path]}`));
+    writeScalar(prefix, value, indent, w);
     return;
   }
   if (Array.isArray(value)) {
@@ -125,15 +168,15 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
     }
     w.out.push(prefix);
     value.forEach((item, i) => {
-      note(`${path}[${i}]`, indent);
-      if (isScalar(item)) w.out.push(...scalarLines(`${indent}-`, item, `${indent}  `, w, "", true));
-      else sequenceItem(item, indent, `${path}[${i}]`, w);
+      const itemPath = child(w, path, `[${i}]`);
+      note(w, itemPath, indent);
+      if (isScalar(item)) writeScalar(`${indent}-`, item, `${indent}  `, w, true);
+      else sequenceItem(item, indent, itemPath, w);
     });
     return;
   }
   const entries = Object.entries(value).filter((e): e is [string, YamlValue] => e[1] !== undefined);
-  const commented = Object.keys(w.trailing).some((p) => p.startsWith(`${path}.`));
-  const flow = commented ? undefined : flowMapping(entries, prefix, w);
+  const flow = flowMapping(entries, prefix, w);
   if (flow !== undefined) {
     w.out.push(`${prefix} ${flow}`);
     return;
@@ -141,11 +184,11 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
   w.out.push(prefix);
   // The entries of a top-level mapping (each service) are separated by a blank line.
   const spaced = !path.includes(".") && !path.includes("[") && entries.every(([, v]) => typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0);
-  entries.forEach(([key, child], i) => {
+  entries.forEach(([key, value], i) => {
     if (spaced && i > 0) w.out.push("");
-    const childPath = `${path}.${key}`;
-    note(childPath, indent);
-    emit(child, `${indent}  `, childPath, `${indent}${scalar(key)}:`, w);
+    const childPath = child(w, path, `.${key}`);
+    note(w, childPath, indent);
+    emit(value, `${indent}  `, childPath, `${indent}${keyText(key)}:`, w);
   });
 }
 
@@ -159,21 +202,21 @@ function sequenceItem(item: YamlValue, indent: string, path: string, w: Writer):
     emit(item, `${indent}  `, path, `${indent}-`, w);
     return;
   }
-  const lines: string[] = [];
-  const inner: Writer = { ...w, out: lines };
-  entries.forEach(([key, child], j) => {
-    const childPath = `${path}.${key}`;
-    // A comment on the first key goes above the dash, the others above their key.
-    for (const line of w.comments[childPath] ?? []) (j === 0 ? w.out : lines).push(`${j === 0 ? indent : `${indent}  `}# ${line}`.trimEnd());
-    emit(child, `${indent}    `, childPath, `${indent}  ${scalar(key)}:`, inner);
+  // A comment on the first key goes above the dash, the others above their key.
+  note(w, child(w, path, `.${entries[0]![0]}`), indent);
+  const first = w.out.length;
+  entries.forEach(([key, value], j) => {
+    const childPath = child(w, path, `.${key}`);
+    if (j > 0) note(w, childPath, `${indent}  `);
+    emit(value, `${indent}    `, childPath, `${indent}  ${keyText(key)}:`, w);
   });
-  lines[0] = `${indent}- ${lines[0]!.slice(indent.length + 2)}`;
-  w.out.push(...lines);
+  w.out[first] = `${indent}- ${w.out[first]!.slice(indent.length + 2)}`;
 }
 
 function writer(options: YamlOptions, header: readonly string[]): Writer {
   const out = header.length > 0 ? [...header.map((l) => `# ${l}`.trimEnd()), ""] : [];
-  return { comments: options.comments ?? {}, trailing: options.trailing ?? {}, width: options.width ?? Infinity, out };
+  const comments = options.comments ?? {};
+  return { comments, annotated: Object.keys(comments).length > 0, width: options.width ?? Infinity, out };
 }
 
 /**
@@ -185,8 +228,8 @@ export function toYaml(document: { readonly [key: string]: YamlValue | undefined
   const entries = Object.entries(document).filter((e): e is [string, YamlValue] => e[1] !== undefined);
   entries.forEach(([key, value], i) => {
     if (i > 0) w.out.push("");
-    for (const line of comments[key] ?? []) w.out.push(`# ${line}`.trimEnd());
-    emit(value, "  ", key, `${scalar(key)}:`, w);
+    note(w, key, "");
+    emit(value, "  ", key, `${keyText(key)}:`, w);
   });
   return `${w.out.join("\n")}\n`;
 }
@@ -194,14 +237,15 @@ export function toYaml(document: { readonly [key: string]: YamlValue | undefined
 /**
  * YAML text of a sequence (an Ansible playbook or task list): `header` comment lines first, then
  * each item in the compact form (`- name: ...`), a blank line between items; comments are named
- * by paths starting at the item (`[2]`, `[2].tasks[0]`).
+ * by paths starting at the item (`[2]`, `[2].tasks[0]`), a comment at the end of a line is a
+ * Commented scalar.
  */
 export function toYamlSequence(items: readonly YamlValue[], header: readonly string[] = [], options: YamlOptions = {}): string {
   const w = writer(options, header);
   items.forEach((item, i) => {
     if (i > 0) w.out.push("");
-    for (const line of w.comments[`[${i}]`] ?? []) w.out.push(`# ${line}`.trimEnd());
-    if (isScalar(item)) w.out.push(...scalarLines("-", item, "  ", w, "", true));
+    note(w, `[${i}]`, "");
+    if (isScalar(item)) writeScalar("-", item, "  ", w, true);
     else sequenceItem(item, "", `[${i}]`, w);
   });
   return `${w.out.join("\n")}\n`;

@@ -4,8 +4,8 @@
  * changed file requires (src/artifacts/effects.ts). It is rendered from the same step data as
  * every host's runbook, generically: a step becomes tasks by its action, a command by its guard
  * (creates, unless) or its module equivalent (Command.state), never by the family it comes
- * from. ansible-core modules only (apt, group, user, copy, file, git, systemd_service,
- * service_facts, command, shell, debug).
+ * from. ansible-core modules only (apt, group, user, copy, file, stat, git, systemd_service,
+ * service_facts, command, shell, debug, assert, meta, include_tasks, import_tasks).
  *
  * The plays are the waves of stepWaves(): a step that waits for a step on another host runs in
  * a later play, and each play is a barrier (hosts within a play run independently: strategy
@@ -20,8 +20,9 @@
  */
 import type { Model } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
+import { shell } from "../quote.js";
 import { formatMode, withMarker, type FileSpec } from "../tree.js";
-import { toYaml, toYamlSequence, type YamlComments, type YamlValue } from "../yaml.js";
+import { Commented, toYaml, toYamlSequence, type YamlComments, type YamlValue } from "../yaml.js";
 import type { HostContext } from "./context.js";
 import { compareRanks, effectKey, effectRank, fileHandling, postgresReloadScript, type Effect } from "./effects.js";
 import { unitNames } from "./paths.js";
@@ -372,7 +373,7 @@ function stepTasks(host: BundleHost, step: Step, registers: Registers, reruns: M
   if (sources.length === 0) return actionTasks(base);
   // Run again only when a file it applies differs from the copy kept when it last succeeded.
   const gate = registers.next(step);
-  const compare = sources.map((f) => `cmp -s ${f.path} ${appliedCopy(host.ctx, f.path)}`).join(" && ");
+  const compare = sources.map((f) => `cmp -s ${shell(f.path)} ${shell(appliedCopy(host.ctx, f.path))}`).join(" && ");
   const title = taskName(step.title);
   const gated: StepContext = { ...base, when: [`${gate}.rc != 0`] };
   return [
@@ -505,24 +506,26 @@ function installHandler(ctx: HostContext, file: FileSpec): Handler {
 /** Every handler any host notifies, once, in the order effectRank gives. */
 function fleetHandlers(model: Model, hosts: readonly BundleHost[]): Task[] {
   const appUnits = Object.values(unitNames(model));
-  const byTopic = new Map<string, Handler>();
-  const add = (handler: Handler | undefined) => {
-    if (handler === undefined) return;
-    const known = byTopic.get(handler.topic);
-    if (known !== undefined && JSON.stringify(known.tasks) !== JSON.stringify(handler.tasks)) {
-      throw new Error(`internal: two hosts need different handlers for ${handler.topic}`);
-    }
-    byTopic.set(handler.topic, handler);
+  // One handler per topic, for every host: what it does must not depend on the host. The same
+  // effect (or the same file to install) makes the same handler, so each is built once.
+  const byTopic = new Map<string, { readonly source: string; readonly handler: Handler | undefined }>();
+  const add = (topic: string, source: string, make: () => Handler | undefined) => {
+    const known = byTopic.get(topic);
+    if (known === undefined) byTopic.set(topic, { source, handler: make() });
+    else if (known.source !== source) throw new Error(`internal: two hosts need different handlers for ${topic}`);
   };
+  const addEffect = (effect: Effect) => add(effectKey(effect), JSON.stringify(effect), () => effectHandler(effect, appUnits));
   for (const host of hosts) {
     for (const file of host.files) {
       const handling = fileHandling(host.ctx, file);
-      if (handling?.rewritten) add(installHandler(host.ctx, file));
-      for (const effect of handling?.effects ?? []) add(effectHandler(effect, appUnits));
+      if (handling?.rewritten) {
+        add(`install ${file.path}`, JSON.stringify([appliedCopy(host.ctx, file.path), file.owner, file.group, file.mode, handling.effects]), () => installHandler(host.ctx, file));
+      }
+      for (const effect of handling?.effects ?? []) addEffect(effect);
     }
-    for (const step of host.steps) for (const effect of step.effects ?? []) add(effectHandler(effect, appUnits));
+    for (const step of host.steps) for (const effect of step.effects ?? []) addEffect(effect);
   }
-  const handlers = [...byTopic.values()].sort((a, b) => compareRanks(a.rank, b.rank));
+  const handlers = [...byTopic.values()].flatMap((k) => (k.handler === undefined ? [] : [k.handler])).sort((a, b) => compareRanks(a.rank, b.rank));
   const unitTopics = handlers.filter((h) => h.units.length > 0).map((h) => h.topic);
   // Handlers change running units only; the states are read once before the first of them.
   const facts: Task = { name: "Read the state of the services", "ansible.builtin.service_facts": {}, listen: unitTopics };
@@ -566,14 +569,14 @@ function inventory(model: Model): string {
 
 /** Why a wave starts: the steps of other hosts its first steps wait for. */
 function waveReasons(hosts: readonly BundleHost[], waves: Map<string, number[]>, wave: number): string[] {
+  const byName = new Map(hosts.map((h) => [h.ctx.host.name, h]));
   const reasons: string[] = [];
   for (const host of hosts) {
     const w = waves.get(host.ctx.host.name)!;
     host.steps.forEach((step, i) => {
       if (w[i] !== wave) return;
       for (const ref of step.after ?? []) {
-        const other = hosts.find((h) => h.ctx.host.name === ref.host);
-        const j = other?.steps.findIndex((s) => s.id === ref.id) ?? -1;
+        const j = byName.get(ref.host)?.steps.findIndex((s) => s.id === ref.id) ?? -1;
         if (ref.host !== host.ctx.host.name && j >= 0 && waves.get(ref.host)![j] === wave - 1) reasons.push(`${host.ctx.host.name} ${step.id} after ${ref.host} ${ref.id}`);
       }
     });
@@ -584,14 +587,14 @@ function waveReasons(hosts: readonly BundleHost[], waves: Map<string, number[]>,
 function playbook(hosts: readonly BundleHost[], waves: Map<string, number[]>, count: number): string {
   const plays: YamlValue[] = [];
   const comments: Record<string, string[]> = {};
-  const trailing: Record<string, string> = {};
   for (let wave = 0; wave < count; wave++) {
     const members = hosts.filter((h) => waves.get(h.ctx.host.name)!.includes(wave)).map((h) => h.ctx.host.name);
     const reasons = waveReasons(hosts, waves, wave);
+    const shown = reasons.length > 12 ? [...reasons.slice(0, 11), `... and ${reasons.length - 11} more`] : reasons;
     comments[`[${wave}]`] =
       wave === 0
         ? ["Every host, up to its first step that waits for a step on another host."]
-        : ["The steps that waited for the wave before, on another host:", ...reasons.map((r) => `  ${r}`)];
+        : ["The steps that waited for the wave before, on another host:", ...shown.map((r) => `  ${r}`)];
     // Every play targets every host, so that a host that failed in an earlier wave is missing
     // from ansible_play_hosts: the steps of this wave may wait for that host's, so the run stops.
     const stop = {
@@ -607,7 +610,9 @@ function playbook(hosts: readonly BundleHost[], waves: Map<string, number[]>, co
       name: `Wave ${wave + 1} of ${count}`,
       hosts: "all",
       gather_facts: false,
-      strategy: "free",
+      // Hosts in one wave do not wait for each other (no task uses run_once); the play boundary
+      // is the barrier between waves.
+      strategy: new Commented("free", "noqa: run-once[play]"),
       force_handlers: true,
       vars: { [WAVE_HOSTS]: members },
       handlers: [{ name: "What changed files and steps require", "ansible.builtin.import_tasks": ANSIBLE_FILES.handlers }],
@@ -622,9 +627,6 @@ function playbook(hosts: readonly BundleHost[], waves: Map<string, number[]>, co
         },
       ],
     });
-    // Hosts in one wave do not wait for each other (no task uses run_once); the play boundary
-    // is the barrier between waves.
-    trailing[`[${wave}].strategy`] = "noqa: run-once[play]";
   }
   const header = [
     "Applies the trees rendered beside this directory (../<host>/) to the hosts of inventory.yml,",
@@ -636,25 +638,29 @@ function playbook(hosts: readonly BundleHost[], waves: Map<string, number[]>, co
     "never: --tags verify runs the checks, --tags interactive,manual shows what to do by hand,",
     "--tags <step id> runs one step (--limit <host or role_...> some hosts).",
   ];
-  return withMarker(toYamlSequence(plays, header, { ...YAML, comments, trailing }), "#");
+  return withMarker(toYamlSequence(plays, header, { ...YAML, comments }), "#");
+}
+
+/** A task as written: its `noqa`, if any, at the end of its command's line. */
+function written(t: TaskOut): Task {
+  if (t.noqa === undefined) return t.task;
+  const module = Object.keys(t.task).find((k) => k === "ansible.builtin.command" || k === "ansible.builtin.shell")!;
+  const args = t.task[module] as Record<string, YamlValue>;
+  return { ...t.task, [module]: { ...args, cmd: new Commented(args.cmd as string, `noqa: ${t.noqa}`) } };
 }
 
 function taskFile(host: BundleHost, wave: number, tasks: readonly TaskOut[]): string {
-  const trailing: Record<string, string> = {};
-  tasks.forEach((t, i) => {
-    if (t.noqa === undefined) return;
-    const module = Object.keys(t.task).find((k) => k.startsWith("ansible.builtin."))!;
-    trailing[`[${i}].${module}.cmd`] = `noqa: ${t.noqa}`;
-  });
   const header = [`${host.ctx.host.name}, wave ${wave + 1}: its runbook's steps (${host.ctx.paths.runbook}) in order, each tagged with its id.`];
-  return withMarker(toYamlSequence(tasks.map((t) => t.task), header, { ...YAML, trailing }), "#");
+  return withMarker(toYamlSequence(tasks.map(written), header, YAML), "#");
 }
 
 /** The bundle's files, paths relative to ansible/ (render places them there). */
 export function ansibleFiles(model: Model, hosts: readonly BundleHost[]): FileSpec[] {
   if (hosts.length === 0) return [];
   const waves = stepWaves(hosts.map((h) => ({ host: h.ctx.host.name, steps: h.steps })));
-  const count = Math.max(...[...waves.values()].flat()) + 1;
+  // A loop, not Math.max(...): ten thousand hosts have more steps than a call takes arguments.
+  let count = 0;
+  for (const w of waves.values()) for (const wave of w) count = Math.max(count, wave + 1);
   const files: FileSpec[] = [
     { path: ANSIBLE_FILES.inventory, content: inventory(model), mode: 0o644 },
     { path: ANSIBLE_FILES.playbook, content: playbook(hosts, waves, count), mode: 0o644 },
@@ -665,7 +671,11 @@ export function ansibleFiles(model: Model, hosts: readonly BundleHost[]): FileSp
     const reruns = rerunSources(host);
     const w = waves.get(host.ctx.host.name)!;
     const byWave = new Map<number, TaskOut[]>();
-    host.steps.forEach((step, i) => byWave.set(w[i]!, [...(byWave.get(w[i]!) ?? []), ...stepTasks(host, step, registers, reruns)]));
+    host.steps.forEach((step, i) => {
+      const list = byWave.get(w[i]!) ?? [];
+      list.push(...stepTasks(host, step, registers, reruns));
+      byWave.set(w[i]!, list);
+    });
     for (const [wave, tasks] of [...byWave].sort(([a], [b]) => a - b)) {
       files.push({ path: ANSIBLE_FILES.tasks(host.ctx.host.name, wave), content: taskFile(host, wave, tasks), mode: 0o644 });
     }

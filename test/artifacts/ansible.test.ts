@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { unitName } from "../../src/artifacts/effects.js";
 import { pathsOf } from "../../src/artifacts/paths.js";
 import { stepLines } from "../../src/artifacts/steps.js";
-import { renderHosts } from "../../src/render.js";
+import { render, renderHosts } from "../../src/render.js";
 import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
 import { bundleOf, fixtureBundles, hostTaskFiles, hostTasks, waveHosts } from "../helpers/ansible.js";
 import { programsAvailable } from "../helpers/programs.js";
@@ -29,6 +29,23 @@ function moduleOf(task: any): string {
 }
 
 const asList = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v as string]);
+
+describe("the Ansible bundle of a large fleet", () => {
+  it("renders for 10,000 app hosts: every host in the inventory, its services after the one migration", () => {
+    const hosts: Record<string, unknown> = {
+      lb: { address: "10.0.0.2", roles: ["lb"] },
+      db: { address: "10.0.0.3", roles: ["db"] },
+      cache: { address: "10.0.0.4", roles: ["redis", "mqtt"] },
+    };
+    for (let i = 0; i < 10_000; i++) hosts[`app${i}`] = { address: `10.${1 + Math.floor(i / 62500)}.${Math.floor(i / 250) % 250}.${(i % 250) + 1}`, roles: ["web", "app"] };
+    const tree = render({ project: { django_module: "App" }, site: { domain: "example.org" }, hosts, postgres: { password: "p" }, redis: { password: "r" }, mqtt: { password: "m" }, django: { secret_key: "s" } });
+    expect((tree.get("ansible/inventory.yml")!.content.match(/ansible_host: /g) ?? []).length).toBe(10_003);
+    // app0 migrates after db's roles (wave 2); every other app host starts its services in wave 3.
+    expect(tree.has("ansible/tasks/app0/wave-2.yml")).toBe(true);
+    expect(tree.has("ansible/tasks/app9999/wave-3.yml")).toBe(true);
+    expect(tree.get("ansible/site.yml")!.content).toContain("... and 9988 more");
+  }, 120_000);
+});
 
 describe.skipIf(!available)("the Ansible bundle", () => {
   const bundles = available ? fixtureBundles() : [];
