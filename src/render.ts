@@ -3,9 +3,11 @@
  * parseModel), resolves secrets from the values passed in, asks each artifact family for a
  * host's files and steps, adds the host's runbook, and places everything under `<host>/`.
  */
+import { ansibleFiles, type BundleHost } from "./artifacts/ansible.js";
 import { appFamily } from "./artifacts/app.js";
 import { backupFamily } from "./artifacts/backup.js";
 import { certbotFamily } from "./artifacts/certbot.js";
+import { withHandling } from "./artifacts/effects.js";
 import { composeFiles } from "./artifacts/compose.js";
 import { hostContexts, type HostContext, type HostFamily } from "./artifacts/context.js";
 import { firewallFamily } from "./artifacts/firewall.js";
@@ -73,6 +75,11 @@ function familyFiles(family: HostFamily, ctx: HostContext): FileSpec[] {
   return family.files(ctx).map((f) => ({ ...f, family: family.name }));
 }
 
+function hostOf(ctx: HostContext): { files: FileSpec[]; steps: Step[] } {
+  const files = withHandling(ctx, HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)));
+  return { files, steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []), files) };
+}
+
 /** The secrets the model references, checked, and the PBKDF2 whose hashes live as long as `options`. */
 function secretsAndKdf(model: Model, options: RenderOptions): { secrets: Secrets; kdf: Pbkdf2 } {
   const { secrets, issues } = resolveSecrets(model, options);
@@ -86,8 +93,7 @@ function secretsAndKdf(model: Model, options: RenderOptions): { secrets: Secrets
 function hostsOf(model: Model, secrets: Secrets, kdf: Pbkdf2): RenderedHost[] {
   return hostContexts(model, secrets, kdf).map((ctx) => ({
     ctx,
-    files: HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)),
-    steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? [])),
+    ...hostOf(ctx),
   }));
 }
 
@@ -99,16 +105,20 @@ export function renderHosts(model: Model, options: RenderOptions = {}): Rendered
 
 /**
  * Renders the whole deployment. Same model and secrets, same bytes: no clock, no randomness,
- * no environment reads; paths sorted; LF and a final newline everywhere.
+ * no environment reads; paths sorted; LF and a final newline everywhere. Host files carry what
+ * a change to them requires (their effects); the Ansible bundle goes under ansible/.
  */
 export function render(input: unknown, options: RenderOptions = {}): Tree {
   const model = toModel(input);
   const { secrets, kdf } = secretsAndKdf(model, options);
   const files: [string, TreeFile][] = [];
+  const bundle: BundleHost[] = [];
   for (const { ctx, files: specs, steps } of hostsOf(model, secrets, kdf)) {
-    const runbook = { ...runbookFile(ctx, specs, steps), family: "runbook" };
-    files.push(...placeFiles(ctx.host.name, [...specs, runbook]));
+    const all = [...specs, ...withHandling(ctx, [{ ...runbookFile(ctx, specs, steps), family: "runbook" }])];
+    files.push(...placeFiles(ctx.host.name, all));
+    bundle.push({ ctx, files: all, steps });
   }
+  files.push(...placeFiles("ansible", ansibleFiles(model, bundle).map((f) => ({ ...f, family: "ansible" }))));
   if (model.compose !== undefined) {
     files.push(...placeFiles("compose", composeFiles(model, secrets, kdf).map((f) => ({ ...f, family: "compose" }))));
   }

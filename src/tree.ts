@@ -1,6 +1,9 @@
+import type { Effect, FileHandling } from "./artifacts/effects.js";
+
 /**
  * A rendered deployment: relative path -> file. Paths are `<host>/<absolute path on that host>`
- * (so `rsync -a out/<host>/ root@host:/` deploys a host) or `compose/...` for the Compose bundle.
+ * (so `rsync -a out/<host>/ root@host:/` deploys a host), `compose/...` for the Compose bundle
+ * or `ansible/...` for the Ansible bundle.
  */
 export interface TreeFile {
   readonly content: string;
@@ -18,6 +21,8 @@ export interface TreeFile {
    * diffs with every value masked (src/redact.ts), and it must be 0600 or 0640.
    */
   readonly secret: boolean;
+  /** On a host: what a change to the file requires there (src/artifacts/effects.ts); [] for nothing. */
+  readonly effects?: readonly Effect[];
 }
 
 export type Tree = ReadonlyMap<string, TreeFile>;
@@ -36,6 +41,8 @@ export interface FileSpec {
   readonly family?: string;
   /** Holds a secret or a hash of one (see TreeFile.secret); default false. */
   readonly secret?: boolean;
+  /** What a change to it requires on its host (src/artifacts/effects.ts); render() fills it in for host files. */
+  readonly handling?: FileHandling;
 }
 
 /** The one generated-file marker, written in each file's own comment syntax. */
@@ -114,6 +121,7 @@ export function placeFiles(prefix: string, specs: readonly FileSpec[]): [string,
       secret: spec.secret ?? false,
       family: spec.family ?? "",
       ...(spec.template !== undefined ? { template: spec.template } : {}),
+      ...(spec.handling !== undefined ? { effects: spec.handling.effects } : {}),
     },
   ]);
 }

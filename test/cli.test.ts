@@ -74,7 +74,7 @@ describe("writing a tree", () => {
     const r = cli([SINGLE, "-s", SINGLE_SECRETS, "--out", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe("");
-    expect(r.stderr).toMatch(/^wrote \d+ files for 1 host to /);
+    expect(r.stderr).toMatch(/^wrote \d+ files for 1 host and the Ansible bundle to /);
     const env = statSync(join(out, "node1/etc/novacloud/novacloud.env"));
     expect(env.mode & 0o777).toBe(0o640);
     const manifest = JSON.parse(readFileSync(join(out, ".novacloud-render.json"), "utf8")) as { files: { path: string }[] };

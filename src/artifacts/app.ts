@@ -15,7 +15,7 @@ import { addressOf, has, required, type HostContext, type HostFamily } from "./c
 import { s3Settings } from "./media.js";
 import { urlOf, type Paths } from "./paths.js";
 import { postgresClientTls } from "./postgres.js";
-import type { Step } from "./steps.js";
+import { directory, type ChangeRule, type Step } from "./steps.js";
 
 /** redis://[:password@]host:port/db, with the password percent-encoded as URLs require. */
 export function redisUrl(scheme: "redis" | "sentinel", host: string, port: number, database: number, password: string | undefined): string {
@@ -200,8 +200,9 @@ function managedPythonSteps(ctx: HostContext): Step[] {
         kind: "commands",
         commands: [
           { run: `python3 -m venv ${shell(pth.uvEnv)}`, creates: `${pth.uvEnv}/bin/pip` },
-          // pip leaves an installed pinned version alone: a second run changes nothing.
-          { run: `${shell(`${pth.uvEnv}/bin/pip`)} install --disable-pip-version-check ${shell(`uv==${UV_VERSION}`)}` },
+          // pip leaves an installed pinned version alone, and says "Successfully installed" only
+          // when it installed something.
+          { run: `${shell(`${pth.uvEnv}/bin/pip`)} install --disable-pip-version-check ${shell(`uv==${UV_VERSION}`)}`, changes: PIP_CHANGES },
         ],
       },
       why:
@@ -215,10 +216,13 @@ function managedPythonSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `install -d -m 0755 ${shell(pth.pythonInstallDir)}` },
-          // uv python install does nothing when the version is there already. --no-bin: no
-          // python3.12 link in root's ~/.local/bin either.
-          { run: `(umask 022 && ${uvCommand(pth, `python install --no-bin ${PYTHON.managed}`)})` },
+          directory(pth.pythonInstallDir, 0o755),
+          // --no-bin: no python3.12 link in root's ~/.local/bin either. uv names each
+          // interpreter's directory cpython-<version>-<platform> (its python install docs).
+          {
+            run: `(umask 022 && ${uvCommand(pth, `python install --no-bin ${PYTHON.managed}`)})`,
+            unless: `ls -d ${shell(pth.pythonInstallDir)}/cpython-${PYTHON.managed}.* >/dev/null 2>&1`,
+          },
         ],
       },
       why:
@@ -227,6 +231,11 @@ function managedPythonSteps(ctx: HostContext): Step[] {
     },
   ];
 }
+
+/** pip says "Successfully installed ..." exactly when it installed something. */
+const PIP_CHANGES: ChangeRule = { ifOutput: "^Successfully installed" };
+/** uv pip reports "Installed N packages" only when it installed some ("Audited" otherwise). */
+const UV_PIP_CHANGES: ChangeRule = { ifOutput: "^Installed " };
 
 /** The first release, laid out the way update.sh lays out every later one. */
 function releaseSteps(ctx: HostContext): Step[] {
@@ -240,11 +249,11 @@ function releaseSteps(ctx: HostContext): Step[] {
   const venv = fits
     ? [
         { run: readable(`python3 -m venv "${release}/venv"`), creates: `${p.venv}/bin/python` },
-        { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`) },
+        { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`), changes: PIP_CHANGES },
       ]
     : [
         { run: readable(uvCommand(pth, `venv --python ${PYTHON.managed} "${release}/venv"`)), creates: `${p.venv}/bin/python` },
-        { run: readable(`r=${release} && ${uvCommand(pth, `pip install --python "$r/venv/bin/python" --compile-bytecode --requirement "$r/requirements.txt"`)}`) },
+        { run: readable(`r=${release} && ${uvCommand(pth, `pip install --python "$r/venv/bin/python" --compile-bytecode --requirement "$r/requirements.txt"`)}`), changes: UV_PIP_CHANGES },
       ];
   return [
     {
@@ -265,7 +274,7 @@ function releaseSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `install -d -m 0755 ${shell(p.releases)}` },
+          directory(p.releases, 0o755),
           {
             run: readable(
               `c=$(${git} rev-parse --verify ${shell(`${p.branch}^{commit}`)}) && install -d -m 0755 ${shell(p.releases)}/"$c" && ${git} archive "$c" | tar -x -C ${shell(p.releases)}/"$c" && ln -sfn ${shell(p.releases)}/"$c" ${shell(p.current)}`,
@@ -295,7 +304,7 @@ function appSteps(ctx: HostContext): Step[] {
       phase: "code",
       title: "Create the static directory",
       // MEDIA_ROOT is the media family's: a directory, an NFS mount point, or nothing (S3).
-      action: { kind: "commands", commands: [{ run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0755 ${shell(p.staticDir)}` }] },
+      action: { kind: "commands", commands: [directory(p.staticDir, 0o755, p.user, p.group)] },
       why: "It is shared by every release. collectstatic writes STATIC_ROOT as the service account and nginx reads it.",
     },
   ];
@@ -304,7 +313,14 @@ function appSteps(ctx: HostContext): Step[] {
       id: "app.migrate",
       phase: "app",
       title: "Check the deployment and migrate the database",
-      action: { kind: "commands", commands: [{ run: manageCommand(model, "check --deploy") }, { run: manageCommand(model, "migrate --noinput") }] },
+      action: {
+        kind: "commands",
+        commands: [
+          { run: manageCommand(model, "check --deploy"), changes: { never: true } },
+          // migrate prints "No migrations to apply." when there is nothing to do.
+          { run: manageCommand(model, "migrate --noinput"), changes: { unlessOutput: "No migrations to apply" } },
+        ],
+      },
       once: true,
       after: t.db ? [{ host: t.db.name, id: "postgres.init-sql" }] : [],
       why: "Migrations run on this host only, so two hosts never migrate at once; update.sh does the same on later deploys.",
@@ -324,7 +340,8 @@ function appSteps(ctx: HostContext): Step[] {
       id: "app.collectstatic",
       phase: "app",
       title: "Collect the static files",
-      action: { kind: "commands", commands: [{ run: manageCommand(model, "collectstatic --noinput") }] },
+      // collectstatic's summary starts "0 static files copied" when nothing changed.
+      action: { kind: "commands", commands: [{ run: manageCommand(model, "collectstatic --noinput"), changes: { unlessOutput: "^0 static files copied" } }] },
     });
   }
   return steps;

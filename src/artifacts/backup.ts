@@ -17,7 +17,7 @@ import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { onCalendar } from "./calendar.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
-import type { Step } from "./steps.js";
+import { absent, directory, type Step } from "./steps.js";
 
 /** The media part of a host's backup: a directory on this host, or the S3 bucket copied into a mirror here. */
 type MediaBackup =
@@ -175,7 +175,7 @@ function backupSteps(ctx: HostContext): Step[] {
       phase: "files",
       title: "Create the backup directory",
       packages: [...(job.database ? ["postgresql-client"] : []), ...(job.age ? ["age"] : []), ...(job.media?.kind === "s3" ? ["rclone"] : [])],
-      action: { kind: "commands", commands: [{ run: `install -d -m 0700 -o ${shell(p.user)} -g ${shell(p.group)} ${shell(dir)}` }] },
+      action: { kind: "commands", commands: [directory(dir, 0o700, p.user, p.group)] },
       why: `Backups are readable by ${p.user} only. They stay on this host: copy ${dir} to another machine (restic, borg, rsync), or a lost host loses its backups too.`,
     },
     {
@@ -183,7 +183,7 @@ function backupSteps(ctx: HostContext): Step[] {
       phase: "services",
       title: "Remove the cron entry of earlier versions",
       // Rendered up to 0.1.0; the timer replaces it, and both would run the script.
-      action: { kind: "commands", commands: [{ run: `rm -f ${shell(`/etc/cron.d/${p.name}-backup`)}` }] },
+      action: { kind: "commands", commands: [absent(`/etc/cron.d/${p.name}-backup`)] },
     },
     {
       id: "backup.timer",

@@ -12,7 +12,8 @@ import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, urlOf } from "./paths.js";
-import type { Step } from "./steps.js";
+import { reloadUnit } from "./effects.js";
+import { directory, type Step } from "./steps.js";
 import { certbotAccount, mozillaIntermediate } from "./tls.js";
 
 /** Backend and frontend names, for the config and for anyone reading its logs or stats. */
@@ -142,7 +143,7 @@ function haproxySteps(ctx: HostContext): Step[] {
   const p = ctx.paths;
   const tls = model.site.tls;
   const pem = shell(p.haproxyPem);
-  const certDir = shell(p.haproxyPem.replace(/\/[^/]+$/, ""));
+  const certDir = p.haproxyPem.replace(/\/[^/]+$/, "");
   const check = `haproxy -c -f ${shell(p.haproxyConfig)}`;
   const steps: Step[] = [{ id: "haproxy.package", phase: "packages", title: "HAProxy", action: { kind: "packages", packages: ["haproxy"] } }];
   // Devices' MQTT over TLS ends here too, with the same certificate (tls.siteCertificateNames).
@@ -161,7 +162,7 @@ function haproxySteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `install -d -m 0700 ${certDir}` },
+          directory(certDir, 0o700),
           // A throw-away self-signed certificate, only so that HAProxy can start before the real one exists.
           {
             run: `( umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj ${shell(`/CN=${model.site.domain}`)} -keyout ${tmpKey} -out ${tmpCrt} && cat ${tmpCrt} ${tmpKey} > ${pem} && rm -f ${tmpCrt} ${tmpKey} )`,
@@ -187,8 +188,12 @@ function haproxySteps(ctx: HostContext): Step[] {
       title: "Install the site certificate for HAProxy",
       action: {
         kind: "commands",
-        commands: [{ run: `install -d -m 0700 ${certDir}` }, { run: `cat ${shell(tls.certificate)} ${shell(tls.key)} | install -m 0600 -o root -g root /dev/stdin ${pem}` }],
+        commands: [
+          directory(certDir, 0o700),
+          { run: `cat ${shell(tls.certificate)} ${shell(tls.key)} | install -m 0600 -o root -g root /dev/stdin ${pem}`, unless: `cat ${shell(tls.certificate)} ${shell(tls.key)} | cmp -s - ${pem}` },
+        ],
       },
+      effects: [reloadUnit("haproxy", check)],
       why:
         `HAProxy reads the chain and the key from one file. Repeat this step when the certificate at ${tls.certificate} is replaced.` +
         (extraName ? ` Devices reach MQTT over TLS here as ${extraName}: the certificate must name it too.` : ""),

@@ -19,7 +19,7 @@ import { MODE, type FileSpec } from "../tree.js";
 import type { Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
 import { addressOf, required, type HostContext, type HostFamily } from "./context.js";
-import type { Step } from "./steps.js";
+import { directory, type Step } from "./steps.js";
 
 /**
  * Export options of every client: read-write, writes on disk before the server answers (sync),
@@ -100,7 +100,7 @@ function mediaSteps(ctx: HostContext): Step[] {
       id: "media.directory",
       phase: "code",
       title: "Create the media directory",
-      action: { kind: "commands", commands: [{ run: `install -d -o ${shell(p.user)} -g www-data -m 2750 ${shell(dir)}` }] },
+      action: { kind: "commands", commands: [directory(dir, 0o2750, p.user, "www-data")] },
       why:
         "MEDIA_ROOT belongs to the service account with group www-data and the setgid bit, so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; " +
         "www-data is not added to the project's group, which can read the .env." +
@@ -121,11 +121,13 @@ function mediaSteps(ctx: HostContext): Step[] {
         action: {
           kind: "commands",
           commands: [
-            { run: "systemctl enable nfs-server" },
+            // systemctl says "Created symlink" exactly when it enabled the unit.
+            { run: "systemctl enable nfs-server", changes: { ifOutput: "Created symlink" } },
             // The package starts the server before nfs.conf.d/ is installed; restart it once so
             // it drops NFSv3 (a later run, with the server up and v3 off, leaves the clients alone).
             { run: "systemctl restart nfs-server", unless: "systemctl is-active -q nfs-server && grep -qw -- -3 /proc/fs/nfsd/versions" },
-            { run: "exportfs -ra" },
+            // Idempotent: it makes the kernel's export table what the files say.
+            { run: "exportfs -ra", changes: { never: true } },
           ],
         },
         why: `${clients.join(", ")} mount ${dir} from here (port 2049 only; the firewall admits exactly them). exportfs -ra applies a changed export list without disturbing the clients.`,
@@ -147,7 +149,7 @@ function mediaSteps(ctx: HostContext): Step[] {
         phase: "code",
         title: "Create the mount point for the media",
         // Never touch it once the share is mounted: root is nobody on the share (root_squash).
-        action: { kind: "commands", commands: [{ run: `install -d -o root -g root -m 0755 ${shell(dir)}`, unless: `mountpoint -q ${shell(dir)}` }] },
+        action: { kind: "commands", commands: [{ ...directory(dir, 0o755, "root", "root"), unless: `mountpoint -q ${shell(dir)}` }] },
         why:
           `Owned by root: nothing but the mount writes here. The app units require the mount (RequiresMountsFor=), so they never start on the empty directory. ` +
           `Uploads this host kept locally before are hidden by the mount: copy them to ${server.name} first.`,

@@ -48,7 +48,7 @@ import { addressFrom, flowsTo, mqttTlsEnd, siteTlsHost } from "../model/flows.js
 import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
 import { mqttLetsEncryptLive, siteCertificate } from "./paths.js";
 import { certbotAccountFlags } from "./tls.js";
-import type { Step } from "./steps.js";
+import { type Step } from "./steps.js";
 
 /** The broker's own account (Debian package and the eclipse-mosquitto image alike). */
 export const MOSQUITTO_USER = "mosquitto";

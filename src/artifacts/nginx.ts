@@ -17,7 +17,8 @@ import { templateFile } from "../templates.js";
 import type { FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, siteCertificate, urlOf, type Paths } from "./paths.js";
-import type { Step } from "./steps.js";
+import { reloadUnit } from "./effects.js";
+import { absent, attributes, directory, link, type Step } from "./steps.js";
 import { certbotAccount, hstsValue, mozillaIntermediate, siteCertificateNames } from "./tls.js";
 
 /** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
@@ -215,14 +216,15 @@ function nginxSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `install -d -m 0755 ${shell(p.acmeWebroot)}` },
-          { run: `rm -f ${shell(p.nginxDefaultSiteEnabled)}` },
-          { run: `ln -sfn ${shell(p.nginxAcmeSite)} ${shell(p.nginxAcmeSiteEnabled)}`, creates: siteCertificate(model).certificate },
+          directory(p.acmeWebroot, 0o755),
+          absent(p.nginxDefaultSiteEnabled),
+          { ...link(p.nginxAcmeSite, p.nginxAcmeSiteEnabled), creates: siteCertificate(model).certificate },
           { run: `${NGINX_TEST} && systemctl reload-or-restart nginx`, creates: siteCertificate(model).certificate },
           { run: ["certbot certonly --webroot -w", shell(p.acmeWebroot), ...certbotAccount(model)].join(" "), creates: siteCertificate(model).certificate },
-          { run: `rm -f ${shell(p.nginxAcmeSiteEnabled)}` },
+          absent(p.nginxAcmeSiteEnabled),
         ],
       },
+      effects: [reloadUnit("nginx", NGINX_TEST)],
       why:
         "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them. " +
         `The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
@@ -236,7 +238,7 @@ function nginxSteps(ctx: HostContext): Step[] {
       title: "Install the site certificate",
       action: {
         kind: "commands",
-        commands: [{ run: `test -s ${shell(tls.certificate)} && test -s ${shell(tls.key)}` }, { run: `chown root:root ${shell(tls.key)} && chmod 0600 ${shell(tls.key)}` }],
+        commands: [{ run: `test -s ${shell(tls.certificate)} && test -s ${shell(tls.key)}`, changes: { never: true } }, attributes(tls.key, "root", "root", 0o600)],
       },
       why: `Put the certificate chain at ${tls.certificate} and its key at ${tls.key} before enabling the site: nginx refuses to load a site whose certificate is missing. The master process reads the key as root.`,
     });
@@ -249,8 +251,9 @@ function nginxSteps(ctx: HostContext): Step[] {
       title: "Enable the nginx site",
       action: {
         kind: "commands",
-        commands: [{ run: `ln -sfn ${shell(p.nginxSite)} ${shell(p.nginxSiteEnabled)}` }, { run: `rm -f ${shell(p.nginxDefaultSiteEnabled)}` }],
+        commands: [link(p.nginxSite, p.nginxSiteEnabled), absent(p.nginxDefaultSiteEnabled)],
       },
+      effects: [reloadUnit("nginx", NGINX_TEST)],
       why: `Debian's default site is removed: it claims default_server on port 80. The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir}.`,
     },
     {

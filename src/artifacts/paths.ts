@@ -164,6 +164,11 @@ export function pathsOf(model: Model) {
     sysctlConf: `/etc/sysctl.d/60-${n}.conf`,
     certbotDeployHook: `/etc/letsencrypt/renewal-hooks/deploy/${n}`,
     runbook: `/usr/local/share/doc/${n}/runbook.md`,
+    /**
+     * Rendered files as last applied, for a tool (root only, 0700): the rendered sentinel.conf
+     * Sentinel rewrites once installed, and the files a step is run again for (the init SQL).
+     */
+    appliedDir: `/var/lib/${n}-render`,
   };
 }
 

@@ -18,7 +18,7 @@ import { conninfoValue, pgHba, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
-import type { Step } from "./steps.js";
+import { aptInstall, unitState, type ChangeRule, type Step } from "./steps.js";
 
 /** WAL segment size of every Debian/PGDG build (initdb --wal-segsize default). */
 const WAL_SEGMENT_MB = 16;
@@ -293,7 +293,7 @@ function standbySteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `systemctl stop ${service}`, unless: skipRewind },
+          { ...unitState(p.pgService, "stopped"), unless: skipRewind },
           { run: asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(rewindConninfo(ctx, primary))), unless: skipRewind },
           { run: asPostgres("touch", shell(signal)), unless: skipRewind },
         ],
@@ -311,7 +311,7 @@ function standbySteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: `systemctl stop ${service}`, creates: signal },
+          { ...unitState(p.pgService, "stopped"), creates: signal },
           { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
           { run: asPostgres(...basebackup), creates: signal },
           { run: asPostgres("touch", shell(signal)), creates: signal },
@@ -334,20 +334,28 @@ function standbySteps(ctx: HostContext): Step[] {
         kind: "commands",
         commands: [
           ...(pg.replication.slots
-            ? [{ run: asPostgres(`${p.pgBinDir}/pg_receivewal`, "-d", shell(replication), "--create-slot", "--if-not-exists", "-S", slot) }]
+            ? // Idempotent (--if-not-exists) and silent: a slot it creates is the primary's state.
+              [{ run: asPostgres(`${p.pgBinDir}/pg_receivewal`, "-d", shell(replication), "--create-slot", "--if-not-exists", "-S", slot), changes: { never: true } satisfies ChangeRule }]
             : []),
-          { run: `systemctl stop ${service}` },
-          { run: asPostgres("sed", "-i", "-E", shell("/^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=/d"), shell(autoConf)) },
-          { run: `systemctl start ${service}` },
+          {
+            run: `systemctl stop ${service} && ${asPostgres("sed", "-i", "-E", shell(`/${STALE_PRIMARY_SETTING}/d`), shell(autoConf))}`,
+            unless: `! grep -qE ${shell(STALE_PRIMARY_SETTING)} ${shell(autoConf)}`,
+          },
+          unitState(p.pgService, "started"),
         ],
       },
       after: afterInit,
       why:
         `primary_conninfo in ${p.pgConfD} names ${primary.name}${pg.replication.slots ? ` and primary_slot_name the slot ${slot}, created there if it is missing (after a rewind, or when ${primary.name} was promoted)` : ""}. ` +
-        `Copies of these two settings in ${autoConf} would win over conf.d: pg_basebackup -R of earlier releases wrote them there and pg_rewind copies that file from the primary, so they are removed, with the server stopped as the PostgreSQL documentation asks of tools that edit it. The restart also applies a changed conf.d.`,
+        `Copies of these two settings in ${autoConf} would win over conf.d: pg_basebackup -R of earlier releases wrote them there and pg_rewind copies that file from the primary, so they are removed (only when there are any), with the server stopped as the PostgreSQL documentation asks of tools that edit it; then the server runs.`,
     },
   ];
 }
+
+const READS_ONLY: ChangeRule = { never: true };
+
+/** A primary_conninfo or primary_slot_name line, which in postgresql.auto.conf would win over conf.d. */
+const STALE_PRIMARY_SETTING = "^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=";
 
 /**
  * With postgres.ssl_ca, every host that connects to PostgreSQL from another host verifies the
@@ -363,8 +371,9 @@ function certificateSteps(ctx: HostContext): Step[] {
   const member = isClusterHost(ctx);
   const connects = member ? model.topology.standbys.length > 0 : ctx.flows.flows.some((f) => f.from.name === host.name && f.service === "postgres");
   const commands = [
-    ...(connects ? [{ run: `test -s ${shell(ca)}` }] : []),
-    ...(member ? [{ run: `openssl verify -CAfile ${shell(ca)} -verify_ip ${shell(host.address)} ${shell(pg.ssl_certificate)}` }] : []),
+    // Gates that only read: the step fails, and the deployment stops, when a certificate is wrong.
+    ...(connects ? [{ run: `test -s ${shell(ca)}`, changes: READS_ONLY }] : []),
+    ...(member ? [{ run: `openssl verify -CAfile ${shell(ca)} -verify_ip ${shell(host.address)} ${shell(pg.ssl_certificate)}`, changes: READS_ONLY }] : []),
   ];
   if (commands.length === 0) return [];
   return [
@@ -406,9 +415,9 @@ function postgresSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { run: "apt-get install -y postgresql-common" },
+          aptInstall(["postgresql-common"]),
           { run: "/usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y", creates: "/etc/apt/sources.list.d/pgdg.sources" },
-          { run: `apt-get install -y ${shell(pkg)}` },
+          aptInstall([pkg]),
         ],
       },
       why: `${model.platform.distribution} ships PostgreSQL ${DISTRIBUTIONS[distribution].postgres}; other versions come from the PostgreSQL project's apt repository (PGDG), which postgresql-common's script adds with its signing key. Installing the package creates the cluster ${p.pgCluster}.`,

@@ -12,6 +12,7 @@ import { shell, UnsafeValueError } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
+import { restartUnit } from "./effects.js";
 import type { Step } from "./steps.js";
 
 /** Sentinel timings (sentinel.conf(5) defaults are 30000 and 180000: slow for a small cluster). */
@@ -162,6 +163,7 @@ function redisSteps(ctx: HostContext): Step[] {
       phase: "files",
       title: "Include the project's Redis settings",
       action: { kind: "commands", commands: [{ run: `echo ${shell(include)} >> ${shell(p.redisConf)}`, unless: `grep -qxF ${shell(include)} ${shell(p.redisConf)}` }] },
+      effects: [restartUnit("redis-server")],
       why: `Appended once at the end of Debian's ${p.redisConf}, so the fragment's bind, port and password override the packaged defaults. CONFIG REWRITE (run by Sentinel after a failover) keeps include lines and writes what it changes after them.`,
     });
     const replicaOf = replicaOfLine(model, ctx.flows, ctx.host);
@@ -171,6 +173,7 @@ function redisSteps(ctx: HostContext): Step[] {
         phase: "files",
         title: `Start this Redis as a replica of ${t.redisPrimary!.name}`,
         action: { kind: "commands", commands: [{ run: `echo ${shell(replicaOf)} >> ${shell(p.redisConf)}`, unless: `grep -q '^replicaof ' ${shell(p.redisConf)}` }] },
+        effects: [restartUnit("redis-server")],
         why: `Only when setting the host up. The line goes after the include in ${p.redisConf}, where Sentinel's CONFIG REWRITE maintains it from then on (it removes it on a replica it promotes); in the fragment it would survive a failover and demote the new primary at its next restart.`,
       });
     }

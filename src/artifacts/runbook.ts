@@ -1,8 +1,8 @@
 /**
  * The per-host runbook: the host's steps (every family's, plus the host-wide ones: packages
  * merged into one step, the service account, installing the tree with owners and modes), in
- * phase order, as one Markdown file for a person. The Ansible playbook is rendered from the
- * same steps.
+ * phase order, as one Markdown file for a person. The Ansible playbook (src/artifacts/ansible.ts)
+ * is rendered from the same steps: every step is in both, in the same order, under its id.
  */
 import { nfsServer } from "../model/media.js";
 import { runsDjango } from "../model/normalize.js";
@@ -50,13 +50,18 @@ function accountStep(ctx: HostContext): Step {
   };
 }
 
-function filesStep(): Step {
+function filesStep(ctx: HostContext, files: readonly FileSpec[]): Step {
+  const kept = files.filter((f) => f.handling?.rewritten).map((f) => f.path);
   return {
     id: "host.files",
     phase: "files",
     title: "Install this host's files",
     action: { kind: "files" },
-    why: "out/<host>/ mirrors the paths on the host. Each file is installed with its owner and mode; files holding secrets are readable only by the account that needs them, and the staging copy is removed.",
+    why:
+      "out/<host>/ mirrors the paths on the host. Each file is installed with its owner and mode; files holding secrets are readable only by the account that needs them, and the staging copy is removed." +
+      (kept.length === 0
+        ? ""
+        : ` ${kept.join(", ")} is rewritten by the program that reads it: the rendered copy is kept in ${ctx.paths.appliedDir} and installed only when it differs from the copy kept last time, so installing again does not undo what the program wrote (the playbook does the same).`),
   };
 }
 
@@ -71,8 +76,8 @@ function packagesStep(steps: readonly Step[]): Step | undefined {
  * by phase. A family's packages-only steps (nginx, Redis...) are folded into the one packages
  * step; they stay only when they explain something.
  */
-export function hostSteps(ctx: HostContext, familySteps: readonly Step[]): Step[] {
-  const own: Step[] = [filesStep()];
+export function hostSteps(ctx: HostContext, familySteps: readonly Step[], files: readonly FileSpec[] = []): Step[] {
+  const own: Step[] = [filesStep(ctx, files)];
   if (needsAccount(ctx)) own.push(accountStep(ctx));
   const packages = packagesStep(familySteps);
   if (packages) own.push(packages);
@@ -88,12 +93,17 @@ export function hostSteps(ctx: HostContext, familySteps: readonly Step[]): Step[
 function installLines(ctx: HostContext, files: readonly FileSpec[]): string[] {
   const staging = `/root/${ctx.model.project.name}-render`;
   const runbook: FileSpec = { path: ctx.paths.runbook, content: "", mode: 0o644, template: "runbook/runbook.md.njk" };
+  const install = (f: FileSpec, from: string, to: string) => `install -D -m ${formatMode(f.mode)} -o ${shell(f.owner ?? "root")} -g ${shell(f.group ?? "root")} ${shell(from)} ${shell(to)}`;
+  const line = (f: FileSpec) => {
+    if (!f.handling?.rewritten) return install(f, `${staging}${f.path}`, f.path);
+    // Installed only when the rendered copy changed since the copy kept last time.
+    const kept = `${ctx.paths.appliedDir}${f.path}`;
+    return `cmp -s ${shell(`${staging}${f.path}`)} ${shell(kept)} || { install -D -m 0600 ${shell(`${staging}${f.path}`)} ${shell(kept)} && ${install(f, kept, f.path)}; }`;
+  };
   return [
     `# on the machine that rendered the model (out/ is the --out directory):`,
     `#   rsync -a out/${ctx.host.name}/ root@${ctx.host.address}:${staging}/`,
-    ...[...files, runbook].map(
-      (f) => `install -D -m ${formatMode(f.mode)} -o ${shell(f.owner ?? "root")} -g ${shell(f.group ?? "root")} ${shell(`${staging}${f.path}`)} ${shell(f.path)}`,
-    ),
+    ...[...files, runbook].map(line),
     `rm -rf ${shell(staging)}`,
   ];
 }
@@ -105,13 +115,18 @@ function runbookLines(ctx: HostContext, step: Step, files: readonly FileSpec[]):
   return stepLines(step);
 }
 
+/** "after db1's `postgres.init-sql`": what a step waits for, on this host or another. */
+function waitsFor(ctx: HostContext, step: Step): string[] {
+  return (step.after ?? []).map((r) => (r.host === ctx.host.name ? `\`${r.id}\`` : `${r.host}'s \`${r.id}\``));
+}
+
 export function runbookFile(ctx: HostContext, files: readonly FileSpec[], steps: readonly Step[]): FileSpec {
-  const shown = steps.map((step) => ({ step, lines: runbookLines(ctx, step, files) })).filter(({ step, lines }) => lines.length > 0 || step.why !== undefined);
+  const shown = steps.map((step) => ({ step, lines: runbookLines(ctx, step, files) }));
   const phases = PHASES.map((phase) => ({
     title: PHASE_TITLES[phase],
     steps: shown
       .filter(({ step }) => step.phase === phase)
-      .map(({ step, lines }) => ({ title: step.title, why: step.why, interactive: step.interactive === true, lines })),
+      .map(({ step, lines }) => ({ id: step.id, title: step.title, why: step.why, after: waitsFor(ctx, step), interactive: step.interactive === true, lines })),
   })).filter((p) => p.steps.length > 0);
   const view = {
     host: ctx.host.name,

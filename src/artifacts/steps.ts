@@ -5,6 +5,8 @@
  * disagree.
  */
 import { shell } from "../quote.js";
+import { formatMode } from "../tree.js";
+import type { Effect } from "./effects.js";
 
 /** When a step happens on its host, in this order. */
 export const PHASES = [
@@ -22,14 +24,103 @@ export const PHASES = [
 export type Phase = (typeof PHASES)[number];
 
 /**
+ * The same operation as a state a tool reaches with a module of its own (Ansible's file, copy,
+ * systemd_service, git, apt): idempotent, and it reports a change only when it made one. The
+ * runbook shows the shell form, which the constructors below build from the same values.
+ */
+export type State =
+  /** A directory with this mode (and owner and group, when given). */
+  | { readonly kind: "directory"; readonly path: string; readonly mode: number; readonly owner?: string; readonly group?: string }
+  /** A symbolic link at `path` to `target`. */
+  | { readonly kind: "link"; readonly path: string; readonly target: string }
+  /** No file at `path`. */
+  | { readonly kind: "absent"; readonly path: string }
+  /** An existing file's owner, group and mode. */
+  | { readonly kind: "attributes"; readonly path: string; readonly owner: string; readonly group: string; readonly mode: number }
+  /** A copy of a file already on the host. */
+  | { readonly kind: "copy"; readonly src: string; readonly dest: string; readonly owner: string; readonly group: string; readonly mode: number }
+  /** A unit running or stopped now (enabling is a service step's business). */
+  | { readonly kind: "unit"; readonly unit: string; readonly state: "started" | "stopped" }
+  /** A git checkout of `version` at `dest`, made once (later deploys are update.sh's). */
+  | { readonly kind: "git"; readonly repository: string; readonly version: string; readonly dest: string }
+  /** Debian packages installed. */
+  | { readonly kind: "apt"; readonly packages: readonly string[] };
+
+/**
+ * How a tool tells that a command it runs every time (no guard, no state) changed something:
+ * `never` for a command that only reads; otherwise a regular expression (multi-line, matched
+ * against stdout and stderr together; no quote or backslash in it) that the output matches
+ * exactly when the command changed something (`ifOutput`) or exactly when it did not
+ * (`unlessOutput`).
+ */
+export type ChangeRule = { readonly never: true } | { readonly ifOutput: string } | { readonly unlessOutput: string };
+
+/**
  * One shell command, run as root, values already quoted with quote.shell(). How to tell whether
  * it must run: `creates` (skip when that path exists), `unless` (skip when that command
- * succeeds), or neither (idempotent: running it again changes nothing it should not).
+ * succeeds), or neither (idempotent: running it again changes nothing it should not). A command
+ * made by a constructor below also carries its `state`; a command a tool runs every time says
+ * in `changes` how its output tells a change.
  */
 export interface Command {
   readonly run: string;
   readonly creates?: string;
   readonly unless?: string;
+  readonly state?: State;
+  readonly changes?: ChangeRule;
+}
+
+const mode = (m: number) => formatMode(m);
+
+/** `install -d`: a directory with its mode (and owner and group). */
+export function directory(path: string, dirMode: number, owner?: string, group?: string): Command {
+  const who = `${owner === undefined ? "" : ` -o ${shell(owner)}`}${group === undefined ? "" : ` -g ${shell(group)}`}`;
+  return {
+    run: `install -d${who} -m ${mode(dirMode)} ${shell(path)}`,
+    state: { kind: "directory", path, mode: dirMode, ...(owner === undefined ? {} : { owner }), ...(group === undefined ? {} : { group }) },
+  };
+}
+
+/** `ln -sfn`: a symbolic link at `path` to `target`. */
+export function link(target: string, path: string): Command {
+  return { run: `ln -sfn ${shell(target)} ${shell(path)}`, state: { kind: "link", path, target } };
+}
+
+/** `rm -f`: no file at `path`. */
+export function absent(path: string): Command {
+  return { run: `rm -f ${shell(path)}`, state: { kind: "absent", path } };
+}
+
+/** `chown` and `chmod` of an existing file. */
+export function attributes(path: string, owner: string, group: string, fileMode: number): Command {
+  return { run: `chown ${shell(`${owner}:${group}`)} ${shell(path)} && chmod ${mode(fileMode)} ${shell(path)}`, state: { kind: "attributes", path, owner, group, mode: fileMode } };
+}
+
+/** `install -D`: a copy of a file already on the host, with owner and mode. */
+export function copyOnHost(src: string, dest: string, owner: string, group: string, fileMode: number): Command {
+  return {
+    run: `install -D -o ${shell(owner)} -g ${shell(group)} -m ${mode(fileMode)} ${shell(src)} ${shell(dest)}`,
+    state: { kind: "copy", src, dest, owner, group, mode: fileMode },
+  };
+}
+
+/** `systemctl start|stop`: a unit running or stopped now. */
+export function unitState(unit: string, state: "started" | "stopped"): Command {
+  return { run: `systemctl ${state === "started" ? "start" : "stop"} ${shell(unit)}`, state: { kind: "unit", unit, state } };
+}
+
+/** `git clone`, once: skipped when `dest` is a checkout already. */
+export function gitCheckout(repository: string, version: string, dest: string): Command {
+  return {
+    run: `git clone --branch ${shell(version)} ${shell(repository)} ${shell(dest)}`,
+    creates: `${dest}/.git`,
+    state: { kind: "git", repository, version, dest },
+  };
+}
+
+/** `apt-get install -y`: packages installed (inside a step that must install them at that point). */
+export function aptInstall(packages: readonly string[]): Command {
+  return { run: `apt-get install -y ${packages.map(shell).join(" ")}`, state: { kind: "apt", packages } };
 }
 
 export type Action =
@@ -83,6 +174,11 @@ export interface Step {
   readonly interactive?: boolean;
   /** Steps, on this host or others, that must be done before this one. */
   readonly after?: readonly StepRef[];
+  /**
+   * What a change this step makes requires (enabling the nginx site: a reload of nginx). What a
+   * change to a rendered file requires is src/artifacts/effects.ts's to say.
+   */
+  readonly effects?: readonly Effect[];
 }
 
 /** A command list (`a && b`, `a | b`) grouped so that a guard in front applies to all of it. */
@@ -157,4 +253,46 @@ export function stepLines(step: Step): string[] {
 /** Orders a host's steps by phase, keeping the families' order within a phase. */
 export function byPhase(steps: readonly Step[]): Step[] {
   return PHASES.flatMap((phase) => steps.filter((s) => s.phase === phase));
+}
+
+/** One host's steps, in the order they run on it. */
+export interface HostSteps {
+  readonly host: string;
+  readonly steps: readonly Step[];
+}
+
+/**
+ * The wave of every step of every host (same order as `steps`): no earlier than the step before
+ * it on its host, and later than every step on another host it comes `after`. A tool runs the
+ * waves one after another, the hosts of a wave in parallel; steps of one host keep their order.
+ * A reference to a step that does not exist, or to a later step of the same host, is a bug in
+ * a family and throws.
+ */
+export function stepWaves(hosts: readonly HostSteps[]): Map<string, number[]> {
+  const index = new Map(hosts.map((h) => [h.host, new Map(h.steps.map((s, i) => [s.id, i]))]));
+  const steps = new Map(hosts.map((h) => [h.host, h.steps]));
+  const waves = new Map(hosts.map((h) => [h.host, new Array<number | undefined>(h.steps.length).fill(undefined)]));
+  const visiting = new Set<string>();
+  const waveOf = (host: string, i: number): number => {
+    const known = waves.get(host)![i];
+    if (known !== undefined) return known;
+    const step = steps.get(host)![i]!;
+    const key = `${host}/${step.id}`;
+    if (visiting.has(key)) throw new Error(`internal: steps wait for each other in a circle at ${key}`);
+    visiting.add(key);
+    let wave = i > 0 ? waveOf(host, i - 1) : 0;
+    for (const ref of step.after ?? []) {
+      const j = index.get(ref.host)?.get(ref.id);
+      if (j === undefined) throw new Error(`internal: ${key} comes after ${ref.host}/${ref.id}, which is not rendered`);
+      if (ref.host === host) {
+        if (j >= i) throw new Error(`internal: ${key} comes after ${ref.id}, a later step of the same host`);
+        continue;
+      }
+      wave = Math.max(wave, waveOf(ref.host, j) + 1);
+    }
+    visiting.delete(key);
+    waves.get(host)![i] = wave;
+    return wave;
+  };
+  return new Map(hosts.map((h) => [h.host, h.steps.map((_, i) => waveOf(h.host, i))]));
 }

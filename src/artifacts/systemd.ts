@@ -9,7 +9,7 @@ import { MODE, type FileSpec } from "../tree.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import { mediaMountPoint } from "./media.js";
 import { unitNames } from "./paths.js";
-import type { Step } from "./steps.js";
+import { directory, type Step } from "./steps.js";
 
 export type UnitRole = Extract<Role, "app" | "asgi" | "worker" | "scheduler">;
 
@@ -155,7 +155,7 @@ function systemdSteps(ctx: HostContext): Step[] {
       id: "systemd.log-directory",
       phase: "files",
       title: `Create the log directory ${p.logDir}`,
-      action: { kind: "commands", commands: [{ run: `install -d -o ${shell(p.user)} -g ${shell(p.group)} -m 0750 ${shell(p.logDir)}` }] },
+      action: { kind: "commands", commands: [directory(p.logDir, 0o750, p.user, p.group)] },
       why: "Outside /var/log systemd cannot create it (LogsDirectory=); gunicorn writes its logs there as the service account and logrotate rotates them as that account.",
     });
   }

@@ -17,13 +17,16 @@ MODEL is a .toml or .json file (default ./novacloud.toml); - reads it from stdin
 
 Options:
   -o, --out DIR        output directory. Each host's files mirror their path on the host
-                       (rsync -a DIR/node1/ root@node1:/ deploys node1); Compose goes to DIR/compose/.
+                       (rsync -a DIR/node1/ root@node1:/ deploys node1); Compose goes to DIR/compose/,
+                       the Ansible inventory and playbook that apply the host trees to DIR/ansible/.
                        Written to a temporary directory beside DIR and renamed into place; only
                        files this tool generated before are ever replaced or removed.
   -s, --secrets FILE   KEY=VALUE file supplying { env = "KEY" } secrets; repeatable. Its values
                        win over the environment. { file = "path" } secrets are read directly.
       --check          with --out: print a unified diff per changed file (secrets redacted), list
-                       added and removed files, exit 1 on any drift; writes nothing.
+                       added and removed files, then the plan: what the drift needs on each host
+                       (reloads, restarts, steps run again) in the order the playbook runs it;
+                       exit 1 on any drift; writes nothing.
       --list           print mode, owner:group, size and path of every file.
       --print PATH     print the file at PATH (as --list shows it) to stdout.
       --host NAME      only this host's files.

@@ -1,11 +1,13 @@
 /**
  * --check: what differs between a rendered tree and a directory, as unified diffs with secrets
- * redacted. Files this tool did not generate are ignored; files it generated before and would
- * not generate now are reported as removed.
+ * redacted, and the plan of what that drift requires on the hosts (src/plan.ts). Files this tool
+ * did not generate are ignored; files it generated before and would not generate now are
+ * reported as removed.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatPatch, structuredPatch } from "diff";
+import { describeAction, type FileChange, type HostPlan } from "../plan.js";
 import { maskPatch, redact } from "../redact.js";
 import type { Tree } from "../tree.js";
 import { readManifest, type Manifest } from "./files.js";
@@ -59,6 +61,39 @@ export function compareWithDirectory(tree: Tree, outDir: string, secrets: readon
   }
   const removed = (manifest?.files ?? []).map((f) => f.path).filter((path) => !tree.has(path) && existsSync(join(outDir, path)));
   return { added, removed, changed };
+}
+
+/**
+ * The changed and added files with their content on disk, for the plan (which reads settings
+ * from it and prints only names and paths, never the content).
+ */
+export function driftChanges(drift: Drift, outDir: string): FileChange[] {
+  return [...drift.changed.map((c) => ({ path: c.path, before: readFileSync(join(outDir, c.path), "utf8") })), ...drift.added.map((path) => ({ path, before: undefined }))];
+}
+
+/**
+ * The plan for a person: hosts with the same actions together ("app1, app2: reload ..."), each
+ * host's actions in the order the playbook runs them.
+ */
+export function formatPlan(plans: readonly HostPlan[]): string {
+  if (plans.length === 0) return "plan: nothing to do on the hosts\n";
+  const groups = new Map<string, { hosts: string[]; lines: string[] }>();
+  for (const plan of plans) {
+    const lines = plan.firstDeployment
+      ? ["first deployment: the playbook runs every step"]
+      : [
+          ...plan.actions.map(describeAction),
+          ...plan.removed.map((path) => `no longer rendered: ${path} (the playbook leaves it on the host: remove it by hand)`),
+        ];
+    if (lines.length === 0) lines.push("nothing (only files that need no action changed)");
+    const key = JSON.stringify(lines);
+    const group = groups.get(key) ?? { hosts: [], lines };
+    group.hosts.push(plan.host);
+    groups.set(key, group);
+  }
+  const out = ["plan: what the changes need on each host, in the order the playbook (out/ansible/) runs it"];
+  for (const { hosts, lines } of groups.values()) out.push(`  ${hosts.join(", ")}:`, ...lines.map((l) => `    ${l}`));
+  return `${out.join("\n")}\n`;
 }
 
 export function hasDrift(drift: Drift): boolean {

@@ -8,6 +8,7 @@ import { locateIssues, type SourceFormat } from "../model/source-lines.js";
 import { shown } from "../model/values.js";
 import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
 import { redact } from "../redact.js";
+import { describeEffect } from "../artifacts/effects.js";
 import { render } from "../render.js";
 import { formatMode, type Tree } from "../tree.js";
 import type { CliOptions } from "./args.js";
@@ -172,6 +173,8 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
         family: f.family,
         template: f.template,
         secret: f.secret,
+        // On a host: what a change to it requires there (src/artifacts/effects.ts).
+        effects: f.effects?.map(describeEffect),
       }));
       o.out(`${JSON.stringify({ ok: true, files }, null, 2)}\n`);
     } else o.out(`${listing(tree)}\n`);
@@ -187,15 +190,27 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
   }
   const outDir = options.out!;
   if (options.check) {
-    const { compareWithDirectory, formatDrift, hasDrift } = await import("./check.js");
+    const { compareWithDirectory, driftChanges, formatDrift, formatPlan, hasDrift } = await import("./check.js");
+    const { planChanges } = await import("../plan.js");
     const drift = compareWithDirectory(tree, outDir, shownSecrets);
-    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift }, null, 2)}\n`);
-    else if (hasDrift(drift) || !o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
+    const plan = hasDrift(drift) ? planChanges(parsed.model, { ...sources, pbkdf2 }, driftChanges(drift, outDir), drift.removed) : [];
+    const shownPlan = options.host === undefined ? plan : plan.filter((p) => p.host === options.host);
+    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift, plan: shownPlan }, null, 2)}\n`);
+    else if (hasDrift(drift)) o.out(`${formatDrift(drift, outDir, useColor(options))}${formatPlan(shownPlan)}`);
+    else if (!o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
     return hasDrift(drift) ? EXIT.drift : EXIT.ok;
   }
   writeTree(tree, outDir);
-  const hostCount = new Set([...tree.keys()].map((p) => p.split("/")[0])).size;
-  if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: hostCount })}\n`);
-  else if (!o.quiet) o.err(`wrote ${tree.size} files for ${hostCount} host${hostCount === 1 ? "" : "s"} to ${outDir}\n`);
+  const trees = new Set([...tree.keys()].map((p) => p.split("/")[0]!));
+  if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: trees.size })}\n`);
+  else if (!o.quiet) {
+    const hosts = parsed.model.topology.hosts.filter((h) => trees.has(h.name)).length;
+    const what = [
+      ...(hosts > 0 ? [`${hosts} host${hosts === 1 ? "" : "s"}`] : []),
+      ...(trees.has("ansible") ? ["the Ansible bundle"] : []),
+      ...(trees.has("compose") ? ["the Compose bundle"] : []),
+    ];
+    o.err(`wrote ${tree.size} files for ${what.join(", ").replace(/, ([^,]*)$/, " and $1")} to ${outDir}\n`);
+  }
   return EXIT.ok;
 }

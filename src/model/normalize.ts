@@ -70,12 +70,13 @@ export interface Project {
   readonly stateDir: string;
 }
 
-export interface Model extends Omit<ParsedModel, "project" | "postgres" | "redis" | "mqtt" | "logs"> {
+export interface Model extends Omit<ParsedModel, "project" | "postgres" | "redis" | "mqtt" | "logs" | "ansible"> {
   readonly project: Project;
   readonly postgres: ParsedModel["postgres"] & { readonly version: number; readonly database: string; readonly user: string };
   readonly redis: ParsedModel["redis"] & { readonly master_name: string };
   readonly mqtt: ParsedModel["mqtt"] & { readonly username: string; readonly domain: string; readonly bridge_username: string };
   readonly logs: { readonly dir: string; readonly keep_days: number };
+  readonly ansible: { readonly user: string; readonly become: boolean };
   readonly versions: SoftwareVersions;
   readonly caps: Capabilities;
   readonly topology: Topology;
@@ -209,6 +210,8 @@ export function normalize(parsed: ParsedModel): Model {
       bridge_username: names.bridgeUser,
     },
     logs: { dir: project.logDir, keep_days: parsed.logs.keep_days },
+    // Only root can install the files; another SSH user has to become root.
+    ansible: { user: parsed.ansible.user, become: parsed.ansible.become ?? parsed.ansible.user !== "root" },
     versions,
     caps: capabilities(versions),
     topology: topologyOf(hostsOf(parsed)),

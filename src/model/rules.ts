@@ -89,6 +89,9 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   }
   const { user, pgUser, pgDatabase, mqttUser, bridgeUser } = accountNames(parsed);
   if (user === "root") add("project.user", "services must not run as root (Celery refuses to, and a compromise would own the host)");
+  if (parsed.ansible.user !== "root" && parsed.ansible.become === false) {
+    add("ansible.become", `user "${parsed.ansible.user}" is not root, so the playbook must become root to install files and packages: remove become = false or log in as root`);
+  }
   if (parsed.email?.password !== undefined && parsed.email.user === undefined) {
     add("email.user", "is required when email.password is set");
   }
@@ -155,6 +158,9 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   const named = (hs: readonly Host[]) => hs.map((h) => h.name).join(", ");
   if (parsed.compose !== undefined && parsed.hosts.compose !== undefined) {
     add("hosts.compose", 'the name "compose" is the Compose bundle\'s directory (out/compose/); name this host differently');
+  }
+  if (parsed.hosts.ansible !== undefined) {
+    add("hosts.ansible", 'the name "ansible" is the Ansible bundle\'s directory (out/ansible/); name this host differently');
   }
 
   // --- exactly one of some roles ---

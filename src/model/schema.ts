@@ -427,6 +427,17 @@ const compose = z
   .optional()
   .describe("Render a Compose bundle under compose/ (the guide's section 8.4 done right).");
 
+const ansible = z
+  .strictObject({
+    user: unixName().default("root").describe("SSH user the playbook logs in as. Default root."),
+    become: z
+      .boolean({ error: (iss) => `${shown(iss.input)} is not a boolean (true or false)` })
+      .optional()
+      .describe("Become root with sudo on the hosts. Default: true unless user is root."),
+  })
+  .prefault({})
+  .describe("How the Ansible playbook under ansible/ connects to the hosts (the SSH port is firewall.ssh_port).");
+
 export const modelSchema = z
   .strictObject({
     $schema: z.string().optional().describe("Path or URL of the JSON Schema, for editors."),
@@ -448,6 +459,7 @@ export const modelSchema = z
     logs,
     firewall,
     haproxy,
+    ansible,
     compose,
   })
   .describe("A NovaCloud deployment: what runs where, and how.");

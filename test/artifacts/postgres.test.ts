@@ -388,10 +388,14 @@ describe("PostgreSQL family", () => {
     const follow = commandsOf(steps.find((s) => s.id === "postgres.follow")!);
     expect(follow[0]).toMatch(new RegExp(`^runuser -u postgres -- ${p.pgBinDir}/pg_receivewal -d '[^']*' --create-slot --if-not-exists -S db3$`));
     expect(follow.slice(1)).toEqual([
-      `systemctl stop ${p.pgService}`,
-      `runuser -u postgres -- sed -i -E '/^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=/d' ${p.pgDataDir}/postgresql.auto.conf`,
+      `systemctl stop ${p.pgService} && runuser -u postgres -- sed -i -E '/^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=/d' ${p.pgDataDir}/postgresql.auto.conf`,
       `systemctl start ${p.pgService}`,
     ]);
+    // Only when postgresql.auto.conf has such a line: a second run leaves a streaming standby alone.
+    const edit = steps.find((s) => s.id === "postgres.follow")!.action;
+    expect(edit.kind === "commands" && edit.commands[1]!.unless).toBe(
+      `! grep -qE '^[[:space:]]*primary_(conninfo|slot_name)[[:space:]]*=' ${p.pgDataDir}/postgresql.auto.conf`,
+    );
 
     // After a failover the model names db2: db3 follows it, and db1 is rewound from it.
     const after = fixtureContexts("ha-cluster", (raw) => {

@@ -487,7 +487,7 @@ describe("runbook steps", () => {
 
   it("creates the backup directory 0700 for the account, enables the timer and runs one backup through the unit", () => {
     const ctx = host("options", "iot1");
-    expect(commands(ctx)).toContain("install -d -m 0700 -o iot -g iot /var/backups/iotcloud");
+    expect(commands(ctx)).toContain("install -d -o iot -g iot -m 0700 /var/backups/iotcloud");
     expect(commands(ctx)).toEqual(expect.arrayContaining(["systemctl daemon-reload", "systemctl enable --now iotcloud-backup.timer", "systemctl start iotcloud-backup.service"]));
     expect(steps(ctx).flatMap(stepPackages)).toEqual(expect.arrayContaining(["postgresql-client", "age", "ufw", "logrotate"]));
     expect(steps(ctx).flatMap(stepPackages)).not.toContain("cron");
