@@ -16,7 +16,9 @@ import Ajv2020 from "ajv/dist/2020.js";
 import fc from "fast-check";
 import { parse as parseToml, stringify as toToml } from "smol-toml";
 import { describe, expect, it } from "vitest";
+import * as z from "zod";
 import { parseModel } from "../src/model/parse.js";
+import { modelSchema } from "../src/model/schema.js";
 import { modelJsonSchema } from "../src/schema-json.js";
 import { FIXTURES, fixtureNames, ROOT } from "./helpers/fixtures.js";
 import { invalidCases } from "./helpers/invalid.js";
@@ -29,6 +31,37 @@ const validate = ajv.compile(schema);
 function errorsOf(): string {
   return (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message ?? ""} ${JSON.stringify(e.params)}`).join("\n");
 }
+
+/** Every node of the zod schema's own JSON form with a literal default, and its raw description. */
+function literalDefaults(): { path: string; def: unknown; description: string }[] {
+  const raw = z.toJSONSchema(modelSchema, { io: "input", target: "draft-2020-12" });
+  const out: { path: string; def: unknown; description: string }[] = [];
+  const walk = (node: unknown, path: string): void => {
+    if (node === null || typeof node !== "object") return;
+    const n = node as Record<string, unknown>;
+    if (n.default !== undefined && typeof n.default !== "object" && typeof n.description === "string") out.push({ path, def: n.default, description: n.description });
+    for (const [k, v] of Object.entries(n.properties ?? {})) walk(v, path ? `${path}.${k}` : k);
+    if (typeof n.additionalProperties === "object") walk(n.additionalProperties, `${path}.NAME`);
+    for (const key of ["anyOf", "oneOf"]) for (const o of (n[key] as unknown[] | undefined) ?? []) walk(o, path);
+  };
+  walk(raw, "");
+  return out;
+}
+
+describe("defaults in the docs", () => {
+  it("come from the schema's .default() values: no description states a literal default itself", () => {
+    const defaults = literalDefaults();
+    expect(defaults.length).toBeGreaterThan(40);
+    expect(defaults.filter((d) => /\bDefault\b/.test(d.description)).map((d) => `${d.path}: ${d.description}`)).toEqual([]);
+  });
+
+  it("end every exported description of an option that has one with that default", () => {
+    const props = (node: Record<string, any>, key: string) => node.properties[key];
+    expect(props(props(schema, "site"), "http_port").description).toMatch(/ Default 80\.$/);
+    expect(props(props(schema, "backup"), "schedule").description).toMatch(/ Default "0 3 \* \* \*"\.$/);
+    expect(props(props(schema, "gunicorn"), "workers").description).toMatch(/ Default auto\.$/);
+  });
+});
 
 describe("the JSON Schema", () => {
   it("is a draft 2020-12 schema with an $id, a title and descriptions", () => {

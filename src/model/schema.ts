@@ -63,7 +63,7 @@ const platform = z
   .strictObject({
     distribution: enumOf(DISTRIBUTION_NAMES as [string, ...string[]])
       .default("debian-12")
-      .describe("Target distribution; it sets the versions below. Default debian-12."),
+      .describe("Target distribution; it sets the versions below."),
     nginx: version().optional().describe("nginx version, if not the distribution's."),
     haproxy: version().optional().describe("HAProxy version, if not the distribution's (Debian 12: 2.6)."),
     mosquitto: version().optional().describe("Mosquitto version, if not the distribution's."),
@@ -77,14 +77,14 @@ const platform = z
 
 const project = z
   .strictObject({
-    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate files and paths. Default novacloud."),
+    name: projectName().default("novacloud").describe("Prefix of units, sites, logrotate files and paths."),
     django_module: pythonModule().describe("Django project package: NAME.wsgi:application, NAME.asgi:application, celery -A NAME."),
     settings_module: pythonModule().optional().describe("DJANGO_SETTINGS_MODULE. Default <django_module>.settings."),
     root: absPath().optional().describe("Base directory on the Django hosts: releases/ (one per deployed commit), the current link, static/ and media/. Default /opt/<name>."),
     user: unixName().optional().describe("System user the services run as. Default <name>."),
     group: unixName().optional().describe("Group of that user. Default <user>."),
     repository: gitUrl().optional().describe("Git remote of the application: the runbook mirrors it, update.sh fetches from it."),
-    branch: gitRef().default("main").describe("Branch or tag the runbook builds the first release from. Default main."),
+    branch: gitRef().default("main").describe("Branch or tag the runbook builds the first release from."),
   })
   .describe("The application and the account it runs as.");
 
@@ -112,19 +112,19 @@ const site = z
     domain: hostname().describe("Public name of the site."),
     aliases: z.array(hostname()).default([]).describe("More names served by the same site (e.g. www.)."),
     tls,
-    max_body: nginxSize().default("10M").describe("Largest request body nginx accepts. Default 10M."),
-    health_check_path: urlPath().default("/health-check/").describe("Path the app answers 200 on; the load balancer checks it. Default /health-check/."),
-    static_url: urlPath().default("/static/").describe("URL prefix of collected static files. Default /static/."),
-    media_url: urlPath().default("/media/").describe("URL prefix of uploaded media. Default /media/."),
-    websocket_path: urlPath().default("/ws/").describe("URL prefix routed to Daphne (WebSockets). Default /ws/."),
-    ipv6: bool("Listen on IPv6 as well for public ports. Default true.", true),
-    http_port: port().default(80).describe("Public HTTP port (redirects to HTTPS) on the host that terminates TLS. Default 80."),
-    https_port: port().default(443).describe("Public HTTPS port on the host that terminates TLS. Default 443."),
+    max_body: nginxSize().default("10M").describe("Largest request body nginx accepts."),
+    health_check_path: urlPath().default("/health-check/").describe("Path the app answers 200 on; the load balancer checks it."),
+    static_url: urlPath().default("/static/").describe("URL prefix of collected static files."),
+    media_url: urlPath().default("/media/").describe("URL prefix of uploaded media."),
+    websocket_path: urlPath().default("/ws/").describe("URL prefix routed to Daphne (WebSockets)."),
+    ipv6: bool("Listen on IPv6 as well for public ports.", true),
+    http_port: port().default(80).describe("Public HTTP port (redirects to HTTPS) on the host that terminates TLS."),
+    https_port: port().default(443).describe("Public HTTPS port on the host that terminates TLS."),
     hsts: z
       .strictObject({
-        max_age: int(0, 315360000).default(63072000).describe("Strict-Transport-Security max-age in seconds. Default two years."),
-        include_subdomains: bool("Add includeSubDomains: only when every subdomain serves HTTPS. Default false.", false),
-        preload: bool("Add preload (only deliberately: removal from browser lists is slow). Default false.", false),
+        max_age: int(0, 315360000).default(63072000).describe("Strict-Transport-Security max-age in seconds (63072000 is two years)."),
+        include_subdomains: bool("Add includeSubDomains: only when every subdomain serves HTTPS.", false),
+        preload: bool("Add preload (only deliberately: removal from browser lists is slow).", false),
       })
       .prefault({})
       .describe("Strict-Transport-Security header sent by nginx."),
@@ -160,27 +160,27 @@ const hosts = z
 
 const gunicorn = z
   .strictObject({
-    port: port().default(8000).describe("Port gunicorn binds on 127.0.0.1. Default 8000."),
+    port: port().default(8000).describe("Port gunicorn binds on 127.0.0.1."),
     workers: z
       .union([z.literal("auto"), int(1, 256)], { error: (iss) => `${shown(iss.input)} is not "auto" or a worker count from 1 to 256` })
       .default("auto")
-      .describe('Worker processes; "auto" = cpu_count*2+1 on the host, capped by max_workers. Default auto.'),
-    max_workers: int(1, 256).default(12).describe('Cap for workers = "auto" (cpu_count ignores container CPU quotas). Default 12.'),
-    worker_class: enumOf(["sync", "gthread"] as const).default("sync").describe("gunicorn worker class. Default sync."),
-    threads: int(1, 64).default(1).describe("Threads per worker (gthread only). Default 1."),
-    timeout: int(1, 3600).default(30).describe("Seconds before a silent worker is killed and restarted. Default 30."),
-    graceful_timeout: int(1, 3600).default(30).describe("Seconds workers get to finish on reload or stop. Default 30."),
-    keepalive: int(0, 300).default(5).describe("Keep-alive seconds (ignored by the sync worker). Default 5."),
-    max_requests: int(0, 1000000).default(1000).describe("Restart a worker after this many requests (0 = never). Default 1000."),
-    max_requests_jitter: int(0, 1000000).default(50).describe("Random spread for max_requests. Default 50."),
+      .describe('Worker processes; "auto" = cpu_count*2+1 on the host, capped by max_workers.'),
+    max_workers: int(1, 256).default(12).describe('Cap for workers = "auto" (cpu_count ignores container CPU quotas).'),
+    worker_class: enumOf(["sync", "gthread"] as const).default("sync").describe("gunicorn worker class."),
+    threads: int(1, 64).default(1).describe("Threads per worker (gthread only)."),
+    timeout: int(1, 3600).default(30).describe("Seconds before a silent worker is killed and restarted."),
+    graceful_timeout: int(1, 3600).default(30).describe("Seconds workers get to finish on reload or stop."),
+    keepalive: int(0, 300).default(5).describe("Keep-alive seconds (ignored by the sync worker)."),
+    max_requests: int(0, 1000000).default(1000).describe("Restart a worker after this many requests (0 = never)."),
+    max_requests_jitter: int(0, 1000000).default(50).describe("Random spread for max_requests."),
   })
   .prefault({})
   .describe("Gunicorn (WSGI).");
 
 const daphne = z
   .strictObject({
-    port: port().default(8001).describe("Port daphne binds on 127.0.0.1. Default 8001."),
-    websocket_timeout: int(0, 604800).default(86400).describe("Seconds a WebSocket may stay open. Default 86400."),
+    port: port().default(8001).describe("Port daphne binds on 127.0.0.1."),
+    websocket_timeout: int(0, 604800).default(86400).describe("Seconds a WebSocket may stay open."),
   })
   .prefault({})
   .describe("Daphne (ASGI, WebSockets).");
@@ -190,9 +190,9 @@ const celery = z
     concurrency: z
       .union([z.literal("auto"), int(1, 512)], { error: (iss) => `${shown(iss.input)} is not "auto" or a number from 1 to 512` })
       .default("auto")
-      .describe('Worker processes; "auto" lets celery use the CPU count. Default auto.'),
-    loglevel: enumOf(["DEBUG", "INFO", "WARNING", "ERROR"] as const).default("INFO").describe("Default INFO."),
-    stop_timeout: int(10, 86400).default(600).describe("Seconds a stopping worker gets to finish running tasks (warm shutdown). Default 600."),
+      .describe('Worker processes; "auto" lets celery use the CPU count.'),
+    loglevel: enumOf(["DEBUG", "INFO", "WARNING", "ERROR"] as const).default("INFO").describe(""),
+    stop_timeout: int(10, 86400).default(600).describe("Seconds a stopping worker gets to finish running tasks (warm shutdown)."),
   })
   .prefault({})
   .describe("Celery worker and beat.");
@@ -202,15 +202,15 @@ export const SNAKEOIL_CERTIFICATE = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 
 const replication = z
   .strictObject({
-    user: pgIdentifier().default("replicator").describe("Replication role. Default replicator."),
+    user: pgIdentifier().default("replicator").describe("Replication role."),
     password: secret().optional().describe("Replication role password; required when a db-standby exists."),
     rewind_user: pgIdentifier()
       .default("rewinder")
-      .describe("Role pg_rewind connects as to bring a failed primary back as a standby; it may only call the functions pg_rewind needs. Default rewinder."),
+      .describe("Role pg_rewind connects as to bring a failed primary back as a standby; it may only call the functions pg_rewind needs."),
     rewind_password: secret().optional().describe("Password of the rewind role; required when a db-standby exists."),
-    slots: bool("Give each standby a physical replication slot. Default true.", true),
-    wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12). Default 1GB."),
-    max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+). Default 20GB."),
+    slots: bool("Give each standby a physical replication slot.", true),
+    wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12)."),
+    max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+)."),
   })
   .prefault({});
 
@@ -219,11 +219,11 @@ const postgres = z
     version: int(12, 17).optional().describe("PostgreSQL major version (12-17). Default: the distribution's."),
     database: pgIdentifier().optional().describe("Database name. Default <name>_db."),
     user: pgIdentifier().optional().describe("Role the app connects as (owner of the database). Default <name>."),
-    port: port().default(5432).describe("Default 5432."),
+    port: port().default(5432).describe(""),
     password: secret().describe("Password of the app's role."),
-    ssl: bool("Require TLS (hostssl) for connections from other hosts. Default true.", true),
-    ssl_certificate: absPath().default(SNAKEOIL_CERTIFICATE).describe("Server certificate. Default Debian's snakeoil certificate."),
-    ssl_key: absPath().default("/etc/ssl/private/ssl-cert-snakeoil.key").describe("Server key. Default Debian's snakeoil key."),
+    ssl: bool("Require TLS (hostssl) for connections from other hosts.", true),
+    ssl_certificate: absPath().default(SNAKEOIL_CERTIFICATE).describe("Server certificate; the default is Debian's self-signed snakeoil certificate."),
+    ssl_key: absPath().default("/etc/ssl/private/ssl-cert-snakeoil.key").describe("Server key; the default is the snakeoil certificate's."),
     ssl_ca: absPath()
       .optional()
       .describe(
@@ -235,10 +235,10 @@ const postgres = z
 
 const redis = z
   .strictObject({
-    port: port().default(6379).describe("Default 6379."),
+    port: port().default(6379).describe(""),
     password: secret().optional().describe("requirepass; required as soon as Redis is reachable from another host."),
-    database: int(0, 15).default(0).describe("Database number in REDIS_URL. Default 0."),
-    sentinel_port: port().default(26379).describe("Port of redis-sentinel. Default 26379."),
+    database: int(0, 15).default(0).describe("Database number in REDIS_URL."),
+    sentinel_port: port().default(26379).describe("Port of redis-sentinel."),
     master_name: z
       .string()
       .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, {
@@ -259,7 +259,7 @@ const mqttUser = () =>
 const mqtt = z
   .strictObject({
     broker: enumOf(["mosquitto"] as const).default("mosquitto").describe("MQTT broker. Only mosquitto is supported (see README)."),
-    port: port().default(1883).describe("Plain MQTT port; it listens on 127.0.0.1 (and the private address for app hosts elsewhere). Default 1883."),
+    port: port().default(1883).describe("Plain MQTT port; it listens on 127.0.0.1 (and the private address for app hosts elsewhere)."),
     tls_port: port()
       .optional()
       .describe(
@@ -267,7 +267,7 @@ const mqtt = z
       ),
     device_port: port()
       .default(1884)
-      .describe("Port of each broker's device listener on its private address when the lb terminates MQTT over TLS (plain MQTT from the lb only). Default 1884."),
+      .describe("Port of each broker's device listener on its private address when the lb terminates MQTT over TLS (plain MQTT from the lb only)."),
     domain: hostname()
       .optional()
       .describe(
@@ -279,7 +279,7 @@ const mqtt = z
       .string()
       .regex(/^[a-z0-9_-]{1,32}$/, { error: (iss) => `${shown(iss.input)} is not a topic prefix (lower-case letters, digits, '_', '-')` })
       .default("devices")
-      .describe("Devices may use <prefix>/<their user name>/#. Default devices."),
+      .describe("Devices may use <prefix>/<their user name>/#."),
     bridge_username: mqttUser().optional().describe("User the brokers bridge as (several mqtt hosts). Default <name>_bridge."),
     bridge_password: secret().optional().describe("Bridge password; required with more than one mqtt host."),
   })
@@ -287,7 +287,7 @@ const mqtt = z
 
 const django = z
   .strictObject({
-    debug: bool("DEBUG. Default false.", false),
+    debug: bool("DEBUG.", false),
     secret_key: secret().describe("SECRET_KEY."),
     allowed_hosts: z.array(hostname()).default([]).describe("Extra ALLOWED_HOSTS besides site.domain and its aliases."),
   })
@@ -296,8 +296,8 @@ const django = z
 const emailSection = z
   .strictObject({
     host: hostname().describe("SMTP server."),
-    port: port().default(587).describe("Default 587."),
-    use_tls: bool("STARTTLS. Default true.", true),
+    port: port().default(587).describe(""),
+    use_tls: bool("STARTTLS.", true),
     user: z
       .string()
       .regex(/^[A-Za-z0-9._%+@-]{1,128}$/, { error: (iss) => `${shown(iss.input)} is not an SMTP user name (letters, digits and . _ % + @ -)` })
@@ -311,11 +311,11 @@ const emailSection = z
 
 const backup = z
   .strictObject({
-    dir: absPath().default("/opt/backups").describe("Where backups go on the hosts that make them (database members, the media's home). Default /opt/backups."),
+    dir: absPath().default("/opt/backups").describe("Where backups go on the hosts that make them (database members, the media's home)."),
     schedule: cron()
       .default("0 3 * * *")
-      .describe('When the backup runs, in cron syntax (local time); a systemd timer runs it. Default "0 3 * * *".'),
-    keep_days: int(1, 3650).default(30).describe("Backups older than this are pruned after a successful run of their kind. Default 30."),
+      .describe('When the backup runs, in cron syntax (local time); a systemd timer runs it.'),
+    keep_days: int(1, 3650).default(30).describe("Backups older than this are pruned after a successful run of their kind."),
     age_recipient: ageRecipient().optional().describe("age public key: also back up the .env, encrypted to it."),
   })
   .prefault({})
@@ -373,15 +373,15 @@ const media = z
 const logs = z
   .strictObject({
     dir: absPath().optional().describe("App log directory. Default /var/log/<name>."),
-    keep_days: int(1, 3650).default(14).describe("Days of rotated logs kept. Default 14."),
+    keep_days: int(1, 3650).default(14).describe("Days of rotated logs kept."),
   })
   .prefault({})
   .describe("Log files and rotation.");
 
 const firewall = z
   .strictObject({
-    enabled: bool("Render the ufw script. Default true.", true),
-    ssh_port: port().default(22).describe("Default 22."),
+    enabled: bool("Render the ufw script.", true),
+    ssh_port: port().default(22).describe(""),
     ssh_from: z.array(cidr()).default([]).describe("Networks allowed to SSH in; empty = anywhere, rate-limited."),
   })
   .prefault({})
@@ -389,19 +389,19 @@ const firewall = z
 
 const haproxy = z
   .strictObject({
-    backend_port: port().default(8080).describe("Port nginx listens on, on each app host's private address, for the load balancer. Default 8080."),
-    stats_port: port().default(8404).describe("Stats page port on 127.0.0.1 of the lb host. Default 8404."),
-    acme_port: port().default(8888).describe("Port on 127.0.0.1 where certbot answers ACME challenges that HAProxy forwards. Default 8888."),
-    stats_user: mqttUser().default("admin").describe("Stats page user. Default admin."),
+    backend_port: port().default(8080).describe("Port nginx listens on, on each app host's private address, for the load balancer."),
+    stats_port: port().default(8404).describe("Stats page port on 127.0.0.1 of the lb host."),
+    acme_port: port().default(8888).describe("Port on 127.0.0.1 where certbot answers ACME challenges that HAProxy forwards."),
+    stats_user: mqttUser().default("admin").describe("Stats page user."),
     stats_password: secret().optional().describe("Stats page password; without one the page has no login (it stays on 127.0.0.1)."),
-    balance: enumOf(["roundrobin", "leastconn"] as const).default("roundrobin").describe("Balancing for HTTP. Default roundrobin."),
-    timeout_connect: duration().default("5s").describe("Default 5s."),
-    timeout_client: duration().default("50s").describe("Default 50s."),
-    timeout_server: duration().default("50s").describe("Default 50s."),
-    timeout_tunnel: duration().default("1h").describe("Idle timeout of upgraded (WebSocket) connections. Default 1h."),
-    timeout_http_request: duration().default("10s").describe("Time to receive request headers (slowloris). Default 10s."),
-    timeout_http_keep_alive: duration().default("5s").describe("Idle time allowed between two requests on a kept-alive connection. Default 5s."),
-    timeout_client_fin: duration().default("30s").describe("Idle timeout on the client side once the client has half-closed (WebSockets). Default 30s."),
+    balance: enumOf(["roundrobin", "leastconn"] as const).default("roundrobin").describe("Balancing for HTTP."),
+    timeout_connect: duration().default("5s").describe(""),
+    timeout_client: duration().default("50s").describe(""),
+    timeout_server: duration().default("50s").describe(""),
+    timeout_tunnel: duration().default("1h").describe("Idle timeout of upgraded (WebSocket) connections."),
+    timeout_http_request: duration().default("10s").describe("Time to receive request headers (slowloris)."),
+    timeout_http_keep_alive: duration().default("5s").describe("Idle time allowed between two requests on a kept-alive connection."),
+    timeout_client_fin: duration().default("30s").describe("Idle timeout on the client side once the client has half-closed (WebSockets)."),
   })
   .prefault({})
   .describe("HAProxy on the lb host.");
@@ -414,22 +414,22 @@ const compose = z
         error: (iss) => `${shown(iss.input)} is not a relative build context (e.g. . or ../app)`,
       })
       .default("..")
-      .describe("Build context of the app image, relative to compose/. Default .. (the app checkout)."),
+      .describe("Build context of the app image, relative to compose/."),
     app_image: imageRef().optional().describe("Use this image instead of building."),
     postgres_image: imageRef().optional().describe("Default postgres:<postgres.version>."),
-    redis_image: imageRef().default("redis:7").describe("Default redis:7."),
-    mosquitto_image: imageRef().default("eclipse-mosquitto:2").describe("Default eclipse-mosquitto:2."),
-    nginx_image: imageRef().default("nginx:1.26").describe("Default nginx:1.26."),
+    redis_image: imageRef().default("redis:7").describe(""),
+    mosquitto_image: imageRef().default("eclipse-mosquitto:2").describe(""),
+    nginx_image: imageRef().default("nginx:1.26").describe(""),
     nginx_version: version().optional().describe("nginx version of nginx_image, when its tag does not say."),
-    http_port: port().default(80).describe("Host port published for HTTP. Default 80."),
-    https_port: port().default(443).describe("Host port published for HTTPS. Default 443."),
+    http_port: port().default(80).describe("Host port published for HTTP."),
+    https_port: port().default(443).describe("Host port published for HTTPS."),
   })
   .optional()
   .describe("Render a Compose bundle under compose/ (the guide's section 8.4 done right).");
 
 const ansible = z
   .strictObject({
-    user: unixName().default("root").describe("SSH user the playbook logs in as. Default root."),
+    user: unixName().default("root").describe("SSH user the playbook logs in as."),
     become: z
       .boolean({ error: (iss) => `${shown(iss.input)} is not a boolean (true or false)` })
       .optional()
@@ -441,7 +441,7 @@ const ansible = z
 export const modelSchema = z
   .strictObject({
     $schema: z.string().optional().describe("Path or URL of the JSON Schema, for editors."),
-    format: z.literal(1, { error: (iss) => `${shown(iss.input)} is not a model format this version reads (expected 1)` }).default(1).describe("Model format version. Default 1."),
+    format: z.literal(1, { error: (iss) => `${shown(iss.input)} is not a model format this version reads (expected 1)` }).default(1).describe("Model format version."),
     platform,
     project,
     site,
