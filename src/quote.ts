@@ -210,7 +210,6 @@ export const QUOTE_FILTERS = {
   pgconf: pgConf,
   pgpass: pgpassField,
   pghba: pgHba,
-  conninfo: conninfoValue,
   haproxy,
   redis,
   mosquitto,
@@ -218,7 +217,16 @@ export const QUOTE_FILTERS = {
   exports: exportsPath,
 } as const;
 
-/** Filters that format a list of values, each quoted for its target. */
-export const LIST_FILTERS = {
+/**
+ * A value padded with blanks to `width` (never cut), so a table-like file (pg_hba.conf) keeps
+ * its columns aligned in the template instead of in the view.
+ */
+export function column(value: string, width: number): string {
+  return value.padEnd(width);
+}
+
+/** Filters that lay values out (a list of shell words, a padded column), each quoting nothing itself. */
+export const FORMAT_FILTERS = {
   shellwords: shellWords,
+  column,
 } as const;

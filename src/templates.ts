@@ -6,14 +6,14 @@
  */
 import nunjucks from "nunjucks/browser/nunjucks-slim.js";
 import { precompiled } from "./generated/templates.js";
-import { LIST_FILTERS, QUOTE_FILTERS } from "./quote.js";
+import { FORMAT_FILTERS, QUOTE_FILTERS } from "./quote.js";
 import { MODE, normalizeNewlines, withMarker, type CommentStyle, type FileSpec } from "./tree.js";
 
 const env = new nunjucks.Environment(new nunjucks.PrecompiledLoader(precompiled as never), {
   autoescape: false,
   throwOnUndefined: true,
 });
-for (const [name, filter] of Object.entries({ ...QUOTE_FILTERS, ...LIST_FILTERS })) env.addFilter(name, filter as (value: unknown) => string);
+for (const [name, filter] of Object.entries({ ...QUOTE_FILTERS, ...FORMAT_FILTERS })) env.addFilter(name, filter as (value: unknown, ...args: unknown[]) => string);
 
 /** The template environment (the benchmark wraps its render to see every template and view). */
 export const templates: { render(name: string, view: object): string } = env;

@@ -14,7 +14,7 @@ import { runsDjango, type Host, type Model } from "../model/normalize.js";
 import { DISTRIBUTIONS } from "../model/capabilities.js";
 import { scramSha256Verifier, type Pbkdf2 } from "../crypto.js";
 import { flowsTo } from "../model/flows.js";
-import { conninfoValue, pgHba, shell, sqlLiteral } from "../quote.js";
+import { conninfoValue, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
@@ -124,60 +124,53 @@ function confView(ctx: HostContext) {
   };
 }
 
-interface HbaRule {
-  readonly comment: string;
-  readonly line: string;
-}
-
-function hbaLine(fields: readonly string[]): string {
-  const widths = [8, 16, 16, 20];
-  return fields.map((f, i) => (i < widths.length ? f.padEnd(widths[i]!) : f)).join(" ").trimEnd();
+/**
+ * One pg_hba.conf line: names as they are (the template quotes them with | pghba and aligns the
+ * columns), or in the database column the keyword `replication`, written bare.
+ */
+interface HbaLine {
+  readonly type: "host" | "hostssl";
+  readonly database: string | { readonly keyword: "replication" };
+  readonly user: string;
+  readonly address: string;
+  readonly method: "scram-sha-256";
 }
 
 function hbaView(ctx: HostContext) {
   const { model, host } = ctx;
   const pg = model.postgres;
-  const db = pgHba(pg.database);
-  const user = pgHba(pg.user);
   const hostType = pg.ssl ? "hostssl" : "host";
-  const rules: HbaRule[] = [];
+  const rules: (HbaLine & { readonly comment: string })[] = [];
+  const line = (type: HbaLine["type"], database: HbaLine["database"], user: string, address: string): HbaLine => ({ type, database, user, address, method: "scram-sha-256" });
   const local = runsDjango(host);
   const backup = host.roles.has("db")
     ? "the nightly backup (pg_dump -h 127.0.0.1 as the project user, with its .pgpass)"
     : "the nightly backup once this standby is promoted";
   rules.push({
     comment: local ? `The app on this host (DB_HOST=127.0.0.1) and ${backup}.` : `${backup[0]!.toUpperCase()}${backup.slice(1)}.`,
-    line: hbaLine(["host", db, user, "127.0.0.1/32", "scram-sha-256"]),
+    ...line("host", pg.database, pg.user, "127.0.0.1/32"),
   });
   // Every client of the flow table, and only those: the app's hosts, then the other members.
   const flows = flowsTo(ctx.flows, host, "postgres");
   for (const f of flows.filter((f) => f.client === "django")) {
-    rules.push({ comment: `The app on ${f.from.name}.`, line: hbaLine([hostType, db, user, `${f.from.address}/32`, "scram-sha-256"]) });
+    rules.push({ comment: `The app on ${f.from.name}.`, ...line(hostType, pg.database, pg.user, `${f.from.address}/32`) });
   }
-  const replicationUser = pgHba(pg.replication.user);
   for (const f of flows.filter((f) => f.client === "replication")) {
     const why = f.from.roles.has("db")
       ? `${f.from.name}, the primary now, once it is rewound into a standby of this host after a failover.`
       : `Standby ${f.from.name} streams WAL (pg_basebackup, walreceiver).`;
-    rules.push({ comment: why, line: hbaLine([hostType, "replication", replicationUser, `${f.from.address}/32`, "scram-sha-256"]) });
+    // The keyword for physical replication, not a database of that name (which | pghba quotes).
+    rules.push({ comment: why, ...line(hostType, { keyword: "replication" }, pg.replication.user, `${f.from.address}/32`) });
   }
   // pg_rewind reads files over a normal connection to the database postgres, where the init SQL
   // granted the rewind role the functions it calls.
-  const rewindUser = pgHba(pg.replication.rewind_user);
   for (const f of flows.filter((f) => f.client === "rewind")) {
     rules.push({
       comment: `pg_rewind on ${f.from.name}, when it comes back as a standby of this host after a failover.`,
-      line: hbaLine([hostType, "postgres", rewindUser, `${f.from.address}/32`, "scram-sha-256"]),
+      ...line(hostType, "postgres", pg.replication.rewind_user, `${f.from.address}/32`),
     });
   }
-  return {
-    version: pg.version,
-    header: hbaLine(["# TYPE", "DATABASE", "USER", "ADDRESS", "METHOD"]),
-    localPostgres: hbaLine(["local", "all", "postgres", "", "peer"]),
-    localAll: hbaLine(["local", "all", "all", "", "peer"]),
-    primary: model.topology.db?.name,
-    rules,
-  };
+  return { version: pg.version, primary: model.topology.db?.name, rules };
 }
 
 /** The password as PostgreSQL should store it: a SCRAM verifier, or the cleartext when SASLprep could change it. */

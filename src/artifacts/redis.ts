@@ -60,13 +60,17 @@ function bindAddresses(model: Model, host: Host, reachable: boolean): string[] {
  */
 const SENTINEL_UNSAFE = /[\s"']/;
 
+/** Why `password` cannot be Sentinel's, or undefined when it can (one message: the model rule's and the quoting wall's). */
+function sentinelPasswordProblem(password: string): string | undefined {
+  return SENTINEL_UNSAFE.test(password)
+    ? "contains a blank or a quote; Redis Sentinel writes `sentinel auth-pass` back unquoted when it rewrites sentinel.conf, which would then fail to load at its next start: use a password without blanks, ' or \""
+    : undefined;
+}
+
+/** The second wall behind redisSecretIssues: sentinel.conf never gets such a password. */
 export function assertSentinelPassword(password: string): string {
-  if (SENTINEL_UNSAFE.test(password)) {
-    throw new UnsafeValueError(
-      "sentinel.conf",
-      "redis.password contains a blank or a quote, and Redis Sentinel writes `sentinel auth-pass` back unquoted when it rewrites its config, so sentinel.conf would no longer load at its next start; use a Redis password without blanks, ' or \"",
-    );
-  }
+  const problem = sentinelPasswordProblem(password);
+  if (problem !== undefined) throw new UnsafeValueError("sentinel.conf", `redis.password ${problem}`);
   return password;
 }
 
@@ -231,14 +235,8 @@ function redisSteps(ctx: HostContext): Step[] {
 /** Sentinel rewrites its file with the password unquoted: blanks and quotes cannot survive that. */
 function redisSecretIssues(model: Model, secrets: Secrets): ModelIssue[] {
   const password = secrets.redisPassword;
-  if (model.topology.sentinels.length === 0 || password === undefined || !SENTINEL_UNSAFE.test(password)) return [];
-  return [
-    {
-      path: "redis.password",
-      message:
-        "contains a blank or a quote; Redis Sentinel writes `sentinel auth-pass` back unquoted when it rewrites sentinel.conf, which would then fail to load at its next start: use a password without blanks, ' or \"",
-    },
-  ];
+  const problem = model.topology.sentinels.length === 0 || password === undefined ? undefined : sentinelPasswordProblem(password);
+  return problem === undefined ? [] : [{ path: "redis.password", message: problem }];
 }
 
 export const redisFamily: HostFamily = { name: "redis", files: redisFiles, steps: redisSteps, secretIssues: redisSecretIssues };
