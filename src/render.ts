@@ -30,16 +30,21 @@ import { isValidatedModel, parseModel } from "./model/parse.js";
 import { resolveSecrets, type Secrets, type SecretSources } from "./model/secrets.js";
 import { buildTree, placeFiles, type FileSpec, type Tree, type TreeFile } from "./tree.js";
 
-/** The families that make a host's files, in the order their steps appear within a phase. */
+/**
+ * The families that make a host's files, in the order their steps run within a phase: the site
+ * certificate (nginx, HAProxy) before the MQTT one, which may be the same or obtained through
+ * nginx; the services the app uses (the media mount, PostgreSQL, Redis, Mosquitto) before the
+ * app's units, so they start against configured services. Files are listed in this order too.
+ */
 export const HOST_FAMILIES: readonly HostFamily[] = [
   appFamily,
   mediaFamily,
-  systemdFamily,
   nginxFamily,
   haproxyFamily,
   postgresFamily,
   redisFamily,
   mosquittoFamily,
+  systemdFamily,
   backupFamily,
   updateFamily,
   logrotateFamily,
