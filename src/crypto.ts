@@ -72,9 +72,9 @@ type HashParameters = { readonly digest: "sha256" | "sha512"; readonly iteration
  * PBKDF2(password, "novacloud-render <purpose> salt" NUL project NUL domain NUL user) with the
  * hash's own digest and iteration count: as costly to recompute from a guess as the hash.
  */
-function derivedSalt(kdf: Pbkdf2, p: HashParameters, purpose: string, deployment: Deployment, user: string, password: string): Uint8Array {
+function derivedSalt(kdf: Pbkdf2, hash: HashParameters, purpose: string, deployment: Deployment, user: string, password: string): Uint8Array {
   const info = `novacloud-render ${purpose} salt\u0000${deployment.project.name}\u0000${deployment.site.domain}\u0000${user}`;
-  return kdf(p.digest, utf8(password), utf8(info), p.iterations, p.saltLength);
+  return kdf(hash.digest, utf8(password), utf8(info), hash.iterations, hash.saltLength);
 }
 
 function base64(bytes: Uint8Array): string {

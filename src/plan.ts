@@ -81,17 +81,17 @@ function postgresAction(effect: Extract<Effect, { kind: "postgres-settings" }>, 
   return { action: "reload", unit: effect.unit, because, why };
 }
 
-function actionOf(p: Pending): PlannedAction {
-  const because = [...new Set(p.sources.map((s) => s.spec.path))];
-  const why = [...new Set(p.sources.map((s) => s.handling.why))].join("; ");
-  const what = p.what;
+function actionOf(pending: Pending): PlannedAction {
+  const because = [...new Set(pending.sources.map((s) => s.spec.path))];
+  const why = [...new Set(pending.sources.map((s) => s.handling.why))].join("; ");
+  const what = pending.what;
   switch (what.kind) {
     case "install":
       return { action: "install", path: what.path, because, why: "the program rewrites the installed file, and its rendered copy changed" };
     case "daemon-reload":
       return { action: "daemon-reload", because, why };
     case "postgres-settings":
-      return postgresAction(what, p.sources);
+      return postgresAction(what, pending.sources);
     case "restart":
     case "reload":
       return { action: what.kind, unit: what.unit, because, why: what.test === undefined ? why : `${why}; after ${what.test}` };

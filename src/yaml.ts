@@ -45,25 +45,7 @@ const RESERVED = /^(?:y|n|yes|no|on|off|true|false|null|~)$/i;
 function scalar(value: string | number | boolean, quoteStrings = false): string {
   if (typeof value !== "string") return String(value);
   if (quoteStrings) return JSON.stringify(value);
-  // Task files repeat the same short strings (modes, owners, states): decided once each.
-  let text = SCALARS.get(value);
-  if (text === undefined) {
-    text = PLAIN.test(value) && !RESERVED.test(value) ? value : JSON.stringify(value);
-    if (value.length < 64 && SCALARS.size < 10_000) SCALARS.set(value, text);
-  }
-  return text;
-}
-const SCALARS = new Map<string, string>();
-
-/** Mapping keys repeat in every task and service: written once each. */
-const KEYS = new Map<string, string>();
-function keyText(key: string): string {
-  let text = KEYS.get(key);
-  if (text === undefined) {
-    text = scalar(key);
-    if (KEYS.size < 10_000) KEYS.set(key, text);
-  }
-  return text;
+  return PLAIN.test(value) && !RESERVED.test(value) ? value : JSON.stringify(value);
 }
 
 type Scalar = string | number | boolean | Commented;
@@ -83,7 +65,7 @@ function flowSequence(items: readonly YamlValue[], comments: YamlComments, path:
 function flowMapping(entries: [string, YamlValue][], prefix: string, w: Writer): string | undefined {
   if (entries.length === 0) return "{}";
   if (entries.length !== 1 || typeof entries[0]![1] === "object") return undefined;
-  const text = `{${keyText(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
+  const text = `{${scalar(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
   return prefix.length + 1 + text.length <= w.width ? text : undefined;
 }
 
@@ -188,7 +170,7 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
     if (spaced && i > 0) w.out.push("");
     const childPath = child(w, path, `.${key}`);
     note(w, childPath, indent);
-    emit(value, `${indent}  `, childPath, `${indent}${keyText(key)}:`, w);
+    emit(value, `${indent}  `, childPath, `${indent}${scalar(key)}:`, w);
   });
 }
 
@@ -208,7 +190,7 @@ function sequenceItem(item: YamlValue, indent: string, path: string, w: Writer):
   entries.forEach(([key, value], j) => {
     const childPath = child(w, path, `.${key}`);
     if (j > 0) note(w, childPath, `${indent}  `);
-    emit(value, `${indent}    `, childPath, `${indent}  ${keyText(key)}:`, w);
+    emit(value, `${indent}    `, childPath, `${indent}  ${scalar(key)}:`, w);
   });
   w.out[first] = `${indent}- ${w.out[first]!.slice(indent.length + 2)}`;
 }
@@ -229,7 +211,7 @@ export function toYaml(document: { readonly [key: string]: YamlValue | undefined
   entries.forEach(([key, value], i) => {
     if (i > 0) w.out.push("");
     note(w, key, "");
-    emit(value, "  ", key, `${keyText(key)}:`, w);
+    emit(value, "  ", key, `${scalar(key)}:`, w);
   });
   return `${w.out.join("\n")}\n`;
 }

@@ -11,7 +11,8 @@ import type { Secrets } from "../model/secrets.js";
 import { shell, type EnvDialect } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
-import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
+import { has, required, type HostContext, type HostFamily } from "./context.js";
+import { addressFrom } from "../model/flows.js";
 import { s3Settings } from "./media.js";
 import { urlOf, type Paths } from "./paths.js";
 import { postgresClientTls } from "./postgres.js";
@@ -49,7 +50,7 @@ function redisSettings(ctx: HostContext): RedisSettings {
   if (t.redis.length > 1) {
     // With Sentinel the app asks the sentinels for the current primary: REDIS_URL lists them in
     // the form Celery and kombu read (sentinel://...;sentinel://...).
-    const sentinels = t.sentinels.map((s) => ({ host: addressOf(ctx, s), port: model.redis.sentinel_port }));
+    const sentinels = t.sentinels.map((s) => ({ host: addressFrom(s, ctx.host), port: model.redis.sentinel_port }));
     return {
       url: sentinels.map((s) => redisUrl("sentinel", s.host, s.port, model.redis.database, password)).join(";"),
       sentinels: sentinels.map((s) => `${s.host}:${s.port}`).join(","),
@@ -58,19 +59,19 @@ function redisSettings(ctx: HostContext): RedisSettings {
     };
   }
   const primary = serverFor(t, ctx.host, "redis")!;
-  return { url: redisUrl("redis", addressOf(ctx, primary), model.redis.port, model.redis.database, password), sentinels: undefined, master: undefined, password };
+  return { url: redisUrl("redis", addressFrom(primary, ctx.host), model.redis.port, model.redis.database, password), sentinels: undefined, master: undefined, password };
 }
 
 /** The app's services as seen from this host: the servers of its flows, loopback if on this host. */
 function hostEndpoints(ctx: HostContext): AppEndpoints {
   const { model } = ctx;
-  const dbAddress = addressOf(ctx, serverFor(model.topology, ctx.host, "postgres")!);
+  const dbAddress = addressFrom(serverFor(model.topology, ctx.host, "postgres")!, ctx.host);
   // Connections from another host go over hostssl lines in pg_hba.conf.
   const tls = dbAddress !== "127.0.0.1" ? postgresClientTls(model) : undefined;
   return {
     db: { host: dbAddress, port: model.postgres.port, sslmode: tls?.sslmode, sslrootcert: tls?.sslrootcert },
     redis: redisSettings(ctx),
-    mqttHost: addressOf(ctx, serverFor(model.topology, ctx.host, "mqtt")!),
+    mqttHost: addressFrom(serverFor(model.topology, ctx.host, "mqtt")!, ctx.host),
     httpsPort: model.site.https_port,
     dialect: "systemd",
   };
@@ -183,8 +184,8 @@ export function uvCommand(paths: Paths, args: string): string {
 
 /** `manage.py <args>` as the service account, in the running release, with the units' environment. */
 export function manageCommand(model: Model, args: string): string {
-  const p = model.project;
-  return `(set -a; . ${shell(p.envFile)}; set +a; cd ${shell(p.current)} && runuser -u ${shell(p.user)} -- ${shell(`${p.venv}/bin/python`)} manage.py ${args})`;
+  const project = model.project;
+  return `(set -a; . ${shell(project.envFile)}; set +a; cd ${shell(project.current)} && runuser -u ${shell(project.user)} -- ${shell(`${project.venv}/bin/python`)} manage.py ${args})`;
 }
 
 /** Where the system Python is too old: uv, then the interpreter it manages (errata INST-01/02). */
@@ -240,19 +241,19 @@ const UV_PIP_CHANGES: ChangeRule = { ifOutput: "^Installed " };
 /** The first release, laid out the way update.sh lays out every later one. */
 function releaseSteps(ctx: HostContext): Step[] {
   const { model, paths: pth } = ctx;
-  const p = model.project;
+  const project = model.project;
   const fits = model.caps.python.systemPythonFits;
   const git = `git --git-dir=${shell(pth.repositoryMirror)}`;
-  const release = `$(readlink -f ${shell(p.current)})`;
+  const release = `$(readlink -f ${shell(project.current)})`;
   // The service account reads what root writes here, whatever root's own umask.
   const readable = (run: string) => `(umask 022 && ${run})`;
   const venv = fits
     ? [
-        { run: readable(`python3 -m venv "${release}/venv"`), creates: `${p.venv}/bin/python` },
+        { run: readable(`python3 -m venv "${release}/venv"`), creates: `${project.venv}/bin/python` },
         { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`), changes: PIP_CHANGES },
       ]
     : [
-        { run: readable(uvCommand(pth, `venv --python ${PYTHON.managed} "${release}/venv"`)), creates: `${p.venv}/bin/python` },
+        { run: readable(uvCommand(pth, `venv --python ${PYTHON.managed} "${release}/venv"`)), creates: `${project.venv}/bin/python` },
         { run: readable(`r=${release} && ${uvCommand(pth, `pip install --python "$r/venv/bin/python" --compile-bytecode --requirement "$r/requirements.txt"`)}`), changes: UV_PIP_CHANGES },
       ];
   return [
@@ -261,31 +262,31 @@ function releaseSteps(ctx: HostContext): Step[] {
       phase: "code",
       title: "Mirror the application's repository",
       packages: ["git"],
-      action: p.repository
-        ? { kind: "commands", commands: [{ run: `git clone --mirror ${shell(p.repository)} ${shell(pth.repositoryMirror)}`, creates: pth.repositoryMirror }] }
+      action: project.repository
+        ? { kind: "commands", commands: [{ run: `git clone --mirror ${shell(project.repository)} ${shell(pth.repositoryMirror)}`, creates: pth.repositoryMirror }] }
         : { kind: "manual", lines: [`git clone --mirror <the application's git repository> ${pth.repositoryMirror}`, "(or set project.repository and render again: this step then runs it)"] },
-      why: "Releases are exported from this mirror, never checked out in place: no release is a work tree a `git checkout --force` could overwrite, and the settings (.env, gunicorn_config.py) live in " + `${p.etcDir}.`,
+      why: "Releases are exported from this mirror, never checked out in place: no release is a work tree a `git checkout --force` could overwrite, and the settings (.env, gunicorn_config.py) live in " + `${project.etcDir}.`,
     },
     {
       id: "app.release",
       phase: "code",
-      title: `Build the first release (${p.branch})`,
+      title: `Build the first release (${project.branch})`,
       packages: fits ? ["python3-venv"] : [],
       action: {
         kind: "commands",
         commands: [
-          directory(p.releases, 0o755),
+          directory(project.releases, 0o755),
           {
             run: readable(
-              `c=$(${git} rev-parse --verify ${shell(`${p.branch}^{commit}`)}) && install -d -m 0755 ${shell(p.releases)}/"$c" && ${git} archive "$c" | tar -x -C ${shell(p.releases)}/"$c" && ln -sfn ${shell(p.releases)}/"$c" ${shell(p.current)}`,
+              `c=$(${git} rev-parse --verify ${shell(`${project.branch}^{commit}`)}) && install -d -m 0755 ${shell(project.releases)}/"$c" && ${git} archive "$c" | tar -x -C ${shell(project.releases)}/"$c" && ln -sfn ${shell(project.releases)}/"$c" ${shell(project.current)}`,
             ),
-            creates: p.current,
+            creates: project.current,
           },
           ...venv,
         ],
       },
       why:
-        `${p.releases}/<commit> holds the commit's files (git archive: no .git) and a virtualenv of its own; ${p.current} links to it, and the units, gunicorn's chdir and manage.py go through that link. ` +
+        `${project.releases}/<commit> holds the commit's files (git archive: no .git) and a virtualenv of its own; ${project.current} links to it, and the units, gunicorn's chdir and manage.py go through that link. ` +
         "update.sh builds every later release beside it and switches the link in one rename. Root owns the releases; the service account only reads them. requirements.txt must pin gunicorn>=23 (older releases have request-smuggling CVEs) and include daphne and celery.",
     },
   ];
@@ -293,7 +294,7 @@ function releaseSteps(ctx: HostContext): Step[] {
 
 function appSteps(ctx: HostContext): Step[] {
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   const t = model.topology;
   if (!runsDjango(ctx.host)) return [];
   const steps: Step[] = [
@@ -304,7 +305,7 @@ function appSteps(ctx: HostContext): Step[] {
       phase: "code",
       title: "Create the static directory",
       // MEDIA_ROOT is the media family's: a directory, an NFS mount point, or nothing (S3).
-      action: { kind: "commands", commands: [directory(p.staticDir, 0o755, p.user, p.group)] },
+      action: { kind: "commands", commands: [directory(project.staticDir, 0o755, project.user, project.group)] },
       why: "It is shared by every release. collectstatic writes STATIC_ROOT as the service account and nginx reads it.",
     },
   ];

@@ -71,23 +71,23 @@ function keepsDatabase(ctx: HostContext): boolean {
 /** The host's backup job, or undefined when it keeps nothing to back up. */
 function backupJob(ctx: HostContext) {
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   const database = keepsDatabase(ctx);
   const media = mediaBackup(ctx);
   if (!database && media === undefined) return undefined;
   // The .env (every secret) only encrypted, and only where it exists.
   const age = model.backup.age_recipient !== undefined && runsDjango(ctx.host) ? { recipient: model.backup.age_recipient } : undefined;
-  return { database, media, age, envFile: age !== undefined || media?.kind === "s3" ? p.envFile : undefined };
+  return { database, media, age, envFile: age !== undefined || media?.kind === "s3" ? project.envFile : undefined };
 }
 
 type BackupJob = NonNullable<ReturnType<typeof backupJob>>;
 
 function scriptView(ctx: HostContext, job: BackupJob) {
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   return {
-    project: p.name,
-    user: p.user,
+    project: project.name,
+    user: project.user,
     dir: model.backup.dir,
     keepDays: model.backup.keep_days,
     service: ctx.paths.backupService,
@@ -101,11 +101,11 @@ function scriptView(ctx: HostContext, job: BackupJob) {
 
 function serviceView(ctx: HostContext, job: BackupJob) {
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   return {
-    project: p.name,
-    user: p.user,
-    group: p.group,
+    project: project.name,
+    user: project.user,
+    group: project.group,
     script: ctx.paths.backupScript,
     dir: model.backup.dir,
     timer: ctx.paths.backupTimer,
@@ -131,7 +131,7 @@ function backupFiles(ctx: HostContext): FileSpec[] {
   const job = backupJob(ctx);
   if (job === undefined) return [];
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   const pth = ctx.paths;
   const files = [
     templateFile(pth.backupScript, "backup/backup.sh.njk", scriptView(ctx, job), { comment: "#", mode: MODE.script }),
@@ -145,11 +145,11 @@ function backupFiles(ctx: HostContext): FileSpec[] {
       database: model.postgres.database,
       user: model.postgres.user,
       password: required(ctx.secrets, "dbPassword"),
-      account: p.user,
+      account: project.user,
     };
     // The password lives here, readable by the backup account only (libpq refuses a password
     // file that group or others can read).
-    files.push(templateFile(pth.backupPgpass, "backup/backup.pgpass.njk", pgpass, { comment: "#", mode: MODE.secret, owner: p.user, group: p.group, secret: true }));
+    files.push(templateFile(pth.backupPgpass, "backup/backup.pgpass.njk", pgpass, { comment: "#", mode: MODE.secret, owner: project.user, group: project.group, secret: true }));
   }
   return files;
 }
@@ -158,7 +158,7 @@ function backupSteps(ctx: HostContext): Step[] {
   const job = backupJob(ctx);
   if (job === undefined) return [];
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   const pth = ctx.paths;
   const dir = model.backup.dir;
   const service = pth.backupService;
@@ -175,15 +175,15 @@ function backupSteps(ctx: HostContext): Step[] {
       phase: "files",
       title: "Create the backup directory",
       packages: [...(job.database ? ["postgresql-client"] : []), ...(job.age ? ["age"] : []), ...(job.media?.kind === "s3" ? ["rclone"] : [])],
-      action: { kind: "commands", commands: [directory(dir, 0o700, p.user, p.group)] },
-      why: `Backups are readable by ${p.user} only. They stay on this host: copy ${dir} to another machine (restic, borg, rsync), or a lost host loses its backups too.`,
+      action: { kind: "commands", commands: [directory(dir, 0o700, project.user, project.group)] },
+      why: `Backups are readable by ${project.user} only. They stay on this host: copy ${dir} to another machine (restic, borg, rsync), or a lost host loses its backups too.`,
     },
     {
       id: "backup.no-cron",
       phase: "services",
       title: "Remove the cron entry of earlier versions",
       // Rendered up to 0.1.0; the timer replaces it, and both would run the script.
-      action: { kind: "commands", commands: [absent(`/etc/cron.d/${p.name}-backup`)] },
+      action: { kind: "commands", commands: [absent(`/etc/cron.d/${project.name}-backup`)] },
     },
     {
       id: "backup.timer",
@@ -207,7 +207,7 @@ function backupSteps(ctx: HostContext): Step[] {
           `systemctl start ${shell(service)}`,
           `systemctl list-timers ${shell(pth.backupTimer)}`,
           `ls -l ${shell(dir)}`,
-          ...(job.database && primaryNow ? [`pg_restore --list "$(ls -1 ${shell(`${dir}/${p.name}_db_`)}*.dump | tail -n 1)" | head`] : []),
+          ...(job.database && primaryNow ? [`pg_restore --list "$(ls -1 ${shell(`${dir}/${project.name}_db_`)}*.dump | tail -n 1)" | head`] : []),
         ],
       },
       why: `systemctl start waits for the run and fails when it does; journalctl -u ${service} shows its output. Restore a dump with pg_restore --clean --if-exists, media with tar -xzf FILE -C <parent directory>.`,
@@ -218,7 +218,7 @@ function backupSteps(ctx: HostContext): Step[] {
       title: "Watch the backup",
       action: {
         kind: "check",
-        commands: [`systemctl is-failed ${shell(service)}`, `journalctl -u ${shell(service)} -n 20 --no-pager`, `find ${shell(dir)} -maxdepth 1 -type f -newermt '26 hours ago' -name ${shell(`${p.name}_*`)}`],
+        commands: [`systemctl is-failed ${shell(service)}`, `journalctl -u ${shell(service)} -n 20 --no-pager`, `find ${shell(dir)} -maxdepth 1 -type f -newermt '26 hours ago' -name ${shell(`${project.name}_*`)}`],
       },
       why:
         `A run that fails in any part (a dump, the media archive, the .env) leaves ${service} failed: \`systemctl --failed\` lists it and \`systemctl is-system-running\` says "degraded" until the next good run or \`systemctl reset-failed\`; its journal says which part and why. ` +

@@ -41,7 +41,7 @@ const POSTGRES_PORT = 5432;
 const REDIS_PORT = 6379;
 
 /** The files of the bundle, relative to compose/. */
-export function composePaths(model: Model, p: Paths = pathsOf(model)) {
+export function composePaths(model: Model, paths: Paths = pathsOf(model)) {
   const n = model.project.name;
   const base = (path: string) => path.slice(path.lastIndexOf("/") + 1);
   return {
@@ -50,8 +50,8 @@ export function composePaths(model: Model, p: Paths = pathsOf(model)) {
     dbEnv: ".env.db",
     gunicorn: "gunicorn_config.py",
     nginxSite: `nginx/conf.d/${n}.conf`,
-    nginxSecurityHeaders: `nginx/snippets/${base(p.nginxSecurityHeaders)}`,
-    nginxProxyHeaders: `nginx/snippets/${base(p.nginxProxyHeaders)}`,
+    nginxSecurityHeaders: `nginx/snippets/${base(paths.nginxSecurityHeaders)}`,
+    nginxProxyHeaders: `nginx/snippets/${base(paths.nginxProxyHeaders)}`,
     mosquittoConf: "mosquitto/config/mosquitto.conf",
     mosquittoPasswd: "mosquitto/config/passwd",
     mosquittoAcl: "mosquitto/config/acl",
@@ -97,8 +97,8 @@ function composeEndpoints(model: Model): AppEndpoints {
   };
 }
 
-function nginxViews(model: Model, p: Paths) {
-  const files = composePaths(model, p);
+function nginxViews(model: Model, paths: Paths) {
+  const files = composePaths(model, paths);
   const inContainer = (bundlePath: string) => `/etc/nginx/${bundlePath.slice("nginx/".length)}`;
   const site = siteView(model, {
     wsgiHost: SERVICES.web,
@@ -107,7 +107,7 @@ function nginxViews(model: Model, p: Paths) {
     // The image sends /dev/stdout and /dev/stderr to `docker compose logs`.
     logs: { access: "/dev/stdout", error: "/dev/stderr" },
     public: {
-      acmeWebroot: acmeWebroot(model, p),
+      acmeWebroot: acmeWebroot(model, paths),
       // Inside the container; compose.yaml publishes them on compose.http_port/https_port.
       httpPort: 80,
       httpsPort: 443,
@@ -165,12 +165,12 @@ const healthy = { condition: "service_healthy" } as const;
 function composeDocument(model: Model, pth: Paths): ComposeYaml {
   const c = model.compose!;
   const files = composePaths(model, pth);
-  const p = model.project;
+  const project = model.project;
   const s = SERVICES;
   const cert = siteCertificate(model);
-  const app = c.app_image ? { image: c.app_image } : { build: c.build, image: `${p.name}-app` };
-  const gunicornInContainer = `/etc/${p.name}/gunicorn_config.py`;
-  const module = p.djangoModule;
+  const app = c.app_image ? { image: c.app_image } : { build: c.build, image: `${project.name}-app` };
+  const gunicornInContainer = `/etc/${project.name}/gunicorn_config.py`;
+  const module = project.djangoModule;
   const celery = model.celery;
   const tlsPort = model.mqtt.tls_port;
   const tlsFiles = model.site.tls.mode === "files";
@@ -213,7 +213,7 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
         ...app,
         command: ["sh", "-c", "python manage.py migrate --noinput && python manage.py collectstatic --noinput"],
         env_file: [files.env],
-        volumes: [`static:${p.staticDir}`],
+        volumes: [`static:${project.staticDir}`],
         depends_on: { [s.db]: healthy },
         restart: "no",
       },
@@ -221,7 +221,7 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
         ...app,
         command: ["gunicorn", "-c", gunicornInContainer],
         env_file: [files.env],
-        volumes: [`./${files.gunicorn}:${gunicornInContainer}:ro`, `media:${p.mediaDir}`],
+        volumes: [`./${files.gunicorn}:${gunicornInContainer}:ro`, `media:${project.mediaDir}`],
         depends_on: appDependencies,
         healthcheck: {
           test: python(
@@ -238,7 +238,7 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
         ...app,
         command: ["daphne", "--bind", "0.0.0.0", "--port", String(model.daphne.port), "--proxy-headers", "--websocket_timeout", String(model.daphne.websocket_timeout), `${module}.asgi:application`],
         env_file: [files.env],
-        volumes: [`media:${p.mediaDir}`],
+        volumes: [`media:${project.mediaDir}`],
         depends_on: appDependencies,
         healthcheck: {
           test: python(`import socket; socket.create_connection(('127.0.0.1', ${model.daphne.port}), 5).close()`),
@@ -253,16 +253,16 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
         ...app,
         command: ["celery", "-A", module, "worker", `--loglevel=${celery.loglevel}`, ...(celery.concurrency === "auto" ? [] : [`--concurrency=${celery.concurrency}`])],
         env_file: [files.env],
-        volumes: [`media:${p.mediaDir}`],
+        volumes: [`media:${project.mediaDir}`],
         depends_on: appDependencies,
         stop_grace_period: `${celery.stop_timeout}s`,
         restart: "unless-stopped",
       },
       [s.beat]: {
         ...app,
-        command: ["celery", "-A", module, "beat", `--loglevel=${celery.loglevel}`, `--schedule=${p.stateDir}/celerybeat-schedule`],
+        command: ["celery", "-A", module, "beat", `--loglevel=${celery.loglevel}`, `--schedule=${project.stateDir}/celerybeat-schedule`],
         env_file: [files.env],
-        volumes: [`beat:${p.stateDir}`],
+        volumes: [`beat:${project.stateDir}`],
         depends_on: { [s.redis]: healthy, [s.migrate]: { condition: "service_completed_successfully" } },
         restart: "unless-stopped",
       },
@@ -272,8 +272,8 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
         volumes: [
           "./nginx/conf.d:/etc/nginx/conf.d:ro",
           "./nginx/snippets:/etc/nginx/snippets:ro",
-          `static:${p.staticDir}:ro`,
-          `media:${p.mediaDir}:ro`,
+          `static:${project.staticDir}:ro`,
+          `media:${project.mediaDir}:ro`,
           // The site certificate from this machine where the site config names it; with Let's
           // Encrypt, certbot's tree on this machine and its webroot.
           ...(tlsFiles
@@ -287,7 +287,7 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
     volumes: { postgres_data: {}, redis_data: {}, mosquitto_data: {}, static: {}, media: {}, beat: {} },
   };
   const header = [
-      `Compose bundle for ${p.name}: \`docker compose up -d\` in this directory. Compose`,
+      `Compose bundle for ${project.name}: \`docker compose up -d\` in this directory. Compose`,
       "Specification form, so no `version:` key; docker-compose 1.29 reads it too.",
       "",
       "Docker's published ports bypass ufw (it inserts its own iptables rules first),",
@@ -317,7 +317,7 @@ function composeDocument(model: Model, pth: Paths): ComposeYaml {
     ],
     [`services.${s.asgi}.command`]: ["--proxy-headers: only the nginx container reaches daphne, on the compose network."],
     [`services.${s.worker}.stop_grace_period`]: ["Running tasks get this long to finish after SIGTERM (warm shutdown)."],
-    [`services.${s.beat}`]: ["Exactly one beat; its schedule lives in a volume, not in the code. The", `image's user must own ${p.stateDir}.`],
+    [`services.${s.beat}`]: ["Exactly one beat; its schedule lives in a volume, not in the code. The", `image's user must own ${project.stateDir}.`],
     [`services.${s.nginx}.volumes[0]`]: ["Replaces the image's default.conf: only this site answers."],
     [`services.${s.nginx}.volumes[4]`]: tlsFiles
       ? ["The site certificate from this machine, where the site config names it."]

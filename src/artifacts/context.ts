@@ -6,7 +6,7 @@
  */
 import { pbkdf2Js, type Pbkdf2 } from "../crypto.js";
 import type { ModelIssue } from "../model/errors.js";
-import { addressFrom, flowTable, siteTlsHost, type FlowTable } from "../model/flows.js";
+import { flowTable, siteTlsHost, type FlowTable } from "../model/flows.js";
 import type { Host, Model } from "../model/normalize.js";
 import type { Role } from "../model/schema.js";
 import type { Secrets } from "../model/secrets.js";
@@ -41,11 +41,6 @@ export interface HostFamily {
 
 export function has(ctx: HostContext, role: Role): boolean {
   return ctx.host.roles.has(role);
-}
-
-/** Where this host reaches a service on `target` (loopback if it is this host). */
-export function addressOf(ctx: HostContext, target: Host): string {
-  return addressFrom(target, ctx.host);
 }
 
 /** The context of every host of the model, in host order, sharing what is computed per render. */

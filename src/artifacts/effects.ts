@@ -59,7 +59,7 @@ export function reloadUnit(unit: string, test?: string): Effect {
 
 /** The rules of one host: rendered path -> what a change to it requires. */
 export function fileRules(ctx: HostContext): Map<string, FileHandling> {
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const rules = new Map<string, FileHandling>();
   const units = hostUnits(ctx);
   // The app: systemd reads EnvironmentFile= when a unit starts, so every unit reading the .env
@@ -67,47 +67,47 @@ export function fileRules(ctx: HostContext): Map<string, FileHandling> {
   // gunicorn's Arbiter.reloadUnit() reopens the listeners when the address changed).
   rules.set(ctx.model.project.envFile, { effects: units.map((u) => restartUnit(u.name)), why: "the units read it (EnvironmentFile=) only when they start" });
   const wsgi = units.find((u) => u.reloads);
-  if (wsgi) rules.set(p.gunicornConfig, { effects: [reloadUnit(wsgi.name)], why: "gunicorn re-reads its configuration on SIGHUP" });
+  if (wsgi) rules.set(paths.gunicornConfig, { effects: [reloadUnit(wsgi.name)], why: "gunicorn re-reads its configuration on SIGHUP" });
   for (const u of units) {
-    rules.set(`${p.unitDir}/${u.name}`, { effects: [DAEMON_RELOAD, restartUnit(u.name)], why: "systemd reads a unit file at daemon-reload; the unit restarts with it" });
+    rules.set(`${paths.unitDir}/${u.name}`, { effects: [DAEMON_RELOAD, restartUnit(u.name)], why: "systemd reads a unit file at daemon-reload; the unit restarts with it" });
   }
   // nginx and HAProxy reload gracefully, after their own configuration test.
   const nginx = { effects: [reloadUnit("nginx", "nginx -t")], why: "nginx reloads its configuration gracefully" };
-  for (const path of [p.nginxSite, p.nginxAcmeSite, p.nginxSecurityHeaders, p.nginxProxyHeaders]) rules.set(path, nginx);
-  rules.set(p.haproxyConfig, { effects: [reloadUnit("haproxy", `haproxy -c -f ${p.haproxyConfig}`)], why: "HAProxy reloads its configuration gracefully" });
+  for (const path of [paths.nginxSite, paths.nginxAcmeSite, paths.nginxSecurityHeaders, paths.nginxProxyHeaders]) rules.set(path, nginx);
+  rules.set(paths.haproxyConfig, { effects: [reloadUnit("haproxy", `haproxy -c -f ${paths.haproxyConfig}`)], why: "HAProxy reloads its configuration gracefully" });
   // PostgreSQL: pg_hba.conf and most settings take a reload; the server says when a setting
   // needs a restart. One effect for both files, so a change to both reloads once.
-  const pg: FileHandling = { effects: [{ kind: "postgres-settings", unit: p.pgService, dataDir: p.pgDataDir }], why: "PostgreSQL re-reads its configuration on reload" };
-  rules.set(p.pgConfD, pg);
-  rules.set(p.pgHba, { ...pg, why: "PostgreSQL re-reads pg_hba.conf on reload" });
-  rules.set(p.pgInitSql, { effects: [{ kind: "rerun", step: "postgres.init-sql" }], why: "the roles and passwords are set by running it" });
-  rules.set(p.standbyPgpass, NOTHING("libpq reads the password file at each connection"));
+  const pg: FileHandling = { effects: [{ kind: "postgres-settings", unit: paths.pgService, dataDir: paths.pgDataDir }], why: "PostgreSQL re-reads its configuration on reload" };
+  rules.set(paths.pgConfD, pg);
+  rules.set(paths.pgHba, { ...pg, why: "PostgreSQL re-reads pg_hba.conf on reload" });
+  rules.set(paths.pgInitSql, { effects: [{ kind: "rerun", step: "postgres.init-sql" }], why: "the roles and passwords are set by running it" });
+  rules.set(paths.standbyPgpass, NOTHING("libpq reads the password file at each connection"));
   // Redis reads its configuration only at start; Sentinel rewrites its file.
-  rules.set(p.redisFragment, { effects: [restartUnit("redis-server")], why: "Redis reads its configuration only at start" });
-  rules.set(p.sentinelConf, { effects: [restartUnit("redis-sentinel")], why: "Sentinel reads it at start and then rewrites it", rewritten: true });
+  rules.set(paths.redisFragment, { effects: [restartUnit("redis-server")], why: "Redis reads its configuration only at start" });
+  rules.set(paths.sentinelConf, { effects: [restartUnit("redis-sentinel")], why: "Sentinel reads it at start and then rewrites it", rewritten: true });
   // Mosquitto re-reads the password file, the ACL and certificates on SIGHUP (mosquitto.conf(5):
   // "Reloaded on reload signal"); listeners and bridges only at start.
-  rules.set(p.mosquittoConf, { effects: [restartUnit("mosquitto")], why: "listeners and bridges are read only at start" });
-  rules.set(p.mosquittoPasswd, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads password_file on SIGHUP" });
-  rules.set(p.mosquittoAcl, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads acl_file on SIGHUP" });
-  rules.set(p.mosquittoDeviceAcl, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads acl_file on SIGHUP" });
+  rules.set(paths.mosquittoConf, { effects: [restartUnit("mosquitto")], why: "listeners and bridges are read only at start" });
+  rules.set(paths.mosquittoPasswd, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads password_file on SIGHUP" });
+  rules.set(paths.mosquittoAcl, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads acl_file on SIGHUP" });
+  rules.set(paths.mosquittoDeviceAcl, { effects: [reloadUnit("mosquitto")], why: "Mosquitto re-reads acl_file on SIGHUP" });
   // The backup: its timer re-arms when restarted; the oneshot service is read at its next start.
-  rules.set(p.backupScript, NOTHING("the timer runs the new script next time"));
-  rules.set(p.backupPgpass, NOTHING("libpq reads the password file at each connection"));
-  rules.set(`${p.unitDir}/${p.backupService}`, { effects: [DAEMON_RELOAD], why: "systemd reads the unit at daemon-reload; the timer starts it next time" });
-  rules.set(`${p.unitDir}/${p.backupTimer}`, { effects: [DAEMON_RELOAD, restartUnit(p.backupTimer)], why: "a timer takes a changed schedule when it restarts" });
+  rules.set(paths.backupScript, NOTHING("the timer runs the new script next time"));
+  rules.set(paths.backupPgpass, NOTHING("libpq reads the password file at each connection"));
+  rules.set(`${paths.unitDir}/${paths.backupService}`, { effects: [DAEMON_RELOAD], why: "systemd reads the unit at daemon-reload; the timer starts it next time" });
+  rules.set(`${paths.unitDir}/${paths.backupTimer}`, { effects: [DAEMON_RELOAD, restartUnit(paths.backupTimer)], why: "a timer takes a changed schedule when it restarts" });
   // Kernel settings: applied by running the step again (systemd-sysctl reads them at boot).
-  rules.set(p.sysctlConf, { effects: [{ kind: "rerun", step: "sysctl.apply" }], why: "sysctl applies the settings when it runs" });
+  rules.set(paths.sysctlConf, { effects: [{ kind: "rerun", step: "sysctl.apply" }], why: "sysctl applies the settings when it runs" });
   // NFS: exportfs -ra applies a changed export list without disturbing clients; the server reads
   // nfs.conf.d at start; a mount takes new options on a remount (systemctl reload of a .mount).
-  rules.set(p.nfsExports, { effects: [{ kind: "rerun", step: "media.export" }], why: "exportfs -ra applies the export list" });
-  rules.set(p.nfsConf, { effects: [restartUnit("nfs-server")], why: "the NFS server reads its settings at start" });
-  rules.set(`${p.unitDir}/${p.mediaMountUnit}`, { effects: [DAEMON_RELOAD, reloadUnit(p.mediaMountUnit)], why: "a mount takes changed options when it is remounted" });
-  rules.set(p.updateScript, NOTHING("run by hand at the next deploy"));
-  rules.set(p.logrotate, NOTHING("logrotate reads it at its next daily run"));
-  rules.set(p.firewallScript, { effects: [{ kind: "rerun", step: "firewall.enable" }], why: "the rules change when the script runs" });
-  rules.set(p.certbotDeployHook, { effects: [{ kind: "rerun", step: "certbot.deploy-hook" }], why: "the copies it makes change when it runs" });
-  rules.set(p.runbook, NOTHING("documentation"));
+  rules.set(paths.nfsExports, { effects: [{ kind: "rerun", step: "media.export" }], why: "exportfs -ra applies the export list" });
+  rules.set(paths.nfsConf, { effects: [restartUnit("nfs-server")], why: "the NFS server reads its settings at start" });
+  rules.set(`${paths.unitDir}/${paths.mediaMountUnit}`, { effects: [DAEMON_RELOAD, reloadUnit(paths.mediaMountUnit)], why: "a mount takes changed options when it is remounted" });
+  rules.set(paths.updateScript, NOTHING("run by hand at the next deploy"));
+  rules.set(paths.logrotate, NOTHING("logrotate reads it at its next daily run"));
+  rules.set(paths.firewallScript, { effects: [{ kind: "rerun", step: "firewall.enable" }], why: "the rules change when the script runs" });
+  rules.set(paths.certbotDeployHook, { effects: [{ kind: "rerun", step: "certbot.deploy-hook" }], why: "the copies it makes change when it runs" });
+  rules.set(paths.runbook, NOTHING("documentation"));
   return rules;
 }
 

@@ -68,7 +68,7 @@ function servers(flows: FlowTable, lb: Host, role: Role) {
 function haproxyView(ctx: HostContext) {
   const { model, secrets } = ctx;
   const h = model.haproxy;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const password = secrets.statsPassword;
   return {
     domain: model.site.domain,
@@ -89,7 +89,7 @@ function haproxyView(ctx: HostContext) {
       model.site.http_port === 80 && model.site.https_port === 443 ? undefined : `https://%[req.hdr(host),field(1,:)]:${model.site.https_port}`,
     httpsPort: model.site.https_port,
     ipv6: model.site.ipv6,
-    pem: p.haproxyPem,
+    pem: paths.haproxyPem,
     acme: model.site.tls.mode === "letsencrypt" ? { port: h.acme_port } : undefined,
     websocketPath: model.site.websocket_path,
     balance: h.balance,
@@ -140,19 +140,19 @@ function haproxyFiles(ctx: HostContext): FileSpec[] {
 function haproxySteps(ctx: HostContext): Step[] {
   if (!has(ctx, "lb")) return [];
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const tls = model.site.tls;
-  const pem = shell(p.haproxyPem);
-  const certDir = p.haproxyPem.replace(/\/[^/]+$/, "");
-  const check = `haproxy -c -f ${shell(p.haproxyConfig)}`;
+  const pem = shell(paths.haproxyPem);
+  const certDir = paths.haproxyPem.replace(/\/[^/]+$/, "");
+  const check = `haproxy -c -f ${shell(paths.haproxyConfig)}`;
   const steps: Step[] = [{ id: "haproxy.package", phase: "packages", title: "HAProxy", action: { kind: "packages", packages: ["haproxy"] } }];
   // Devices' MQTT over TLS ends here too, with the same certificate (tls.siteCertificateNames).
   const mqtt = mqttTlsEnd(model) === "lb" ? { domain: model.mqtt.domain, port: model.mqtt.tls_port! } : undefined;
   const extraName = mqtt && !model.siteNames.includes(mqtt.domain) ? mqtt.domain : undefined;
 
   if (tls.mode === "letsencrypt") {
-    const tmpKey = shell(`${p.haproxyPem}.selfsigned.key`);
-    const tmpCrt = shell(`${p.haproxyPem}.selfsigned.crt`);
+    const tmpKey = shell(`${paths.haproxyPem}.selfsigned.key`);
+    const tmpCrt = shell(`${paths.haproxyPem}.selfsigned.crt`);
     const live = `/etc/letsencrypt/live/${model.site.domain}/fullchain.pem`;
     steps.push({
       id: "haproxy.certificate",
@@ -166,7 +166,7 @@ function haproxySteps(ctx: HostContext): Step[] {
           // A throw-away self-signed certificate, only so that HAProxy can start before the real one exists.
           {
             run: `( umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj ${shell(`/CN=${model.site.domain}`)} -keyout ${tmpKey} -out ${tmpCrt} && cat ${tmpCrt} ${tmpKey} > ${pem} && rm -f ${tmpCrt} ${tmpKey} )`,
-            creates: p.haproxyPem,
+            creates: paths.haproxyPem,
           },
           { run: `${check} && systemctl reload-or-restart haproxy`, creates: live },
           { run: ["certbot certonly --standalone --http-01-address 127.0.0.1 --http-01-port", String(model.haproxy.acme_port), ...certbotAccount(model)].join(" "), creates: live },
@@ -174,8 +174,8 @@ function haproxySteps(ctx: HostContext): Step[] {
       },
       why:
         `A throw-away self-signed certificate lets HAProxy start before the real one exists. HAProxy forwards /.well-known/acme-challenge/ to 127.0.0.1:${model.haproxy.acme_port}, where certbot answers for ` +
-        `the first certificate and every renewal. The deploy hook (${p.certbotDeployHook}) writes fullchain and key into ` +
-        `${p.haproxyPem} (0600) and reloads HAProxy after each renewal, and once by hand for the first certificate.` +
+        `the first certificate and every renewal. The deploy hook (${paths.certbotDeployHook}) writes fullchain and key into ` +
+        `${paths.haproxyPem} (0600) and reloads HAProxy after each renewal, and once by hand for the first certificate.` +
         (extraName
           ? ` The certificate also names ${extraName}, where devices reach MQTT over TLS: it must resolve to this host. To add the name to an existing certificate, run the certbot line again with --expand.`
           : "") +

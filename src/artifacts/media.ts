@@ -18,7 +18,8 @@ import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import type { Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
-import { addressOf, required, type HostContext, type HostFamily } from "./context.js";
+import { required, type HostContext, type HostFamily } from "./context.js";
+import { addressFrom } from "../model/flows.js";
 import { directory, type Step } from "./steps.js";
 
 /**
@@ -68,39 +69,39 @@ function mountView(ctx: HostContext) {
   return {
     project: model.project.name,
     server: server.name,
-    what: `${addressOf(ctx, server)}:${model.project.mediaDir}`,
+    what: `${addressFrom(server, ctx.host)}:${model.project.mediaDir}`,
     where: model.project.mediaDir,
     options: MOUNT_OPTIONS,
   };
 }
 
 function mediaFiles(ctx: HostContext): FileSpec[] {
-  const p = ctx.paths;
+  const paths = ctx.paths;
   if (keepsMedia(ctx) && ctx.model.media.storage === "nfs") {
     const view = exportsView(ctx);
     if (view.clients.length === 0) return [];
     return [
-      templateFile(p.nfsExports, "media/exports.njk", view, { comment: "#", mode: MODE.config }),
-      templateFile(p.nfsConf, "media/nfs.conf.njk", { project: ctx.model.project.name }, { comment: "#", mode: MODE.config }),
+      templateFile(paths.nfsExports, "media/exports.njk", view, { comment: "#", mode: MODE.config }),
+      templateFile(paths.nfsConf, "media/nfs.conf.njk", { project: ctx.model.project.name }, { comment: "#", mode: MODE.config }),
     ];
   }
   if (mediaMountPoint(ctx) !== undefined) {
-    return [templateFile(`${p.unitDir}/${p.mediaMountUnit}`, "media/media.mount.njk", mountView(ctx), { comment: "#", mode: MODE.config })];
+    return [templateFile(`${paths.unitDir}/${paths.mediaMountUnit}`, "media/media.mount.njk", mountView(ctx), { comment: "#", mode: MODE.config })];
   }
   return [];
 }
 
 function mediaSteps(ctx: HostContext): Step[] {
   const { model } = ctx;
-  const p = model.project;
-  const dir = p.mediaDir;
+  const project = model.project;
+  const dir = project.mediaDir;
   const steps: Step[] = [];
   if (keepsMedia(ctx)) {
     steps.push({
       id: "media.directory",
       phase: "code",
       title: "Create the media directory",
-      action: { kind: "commands", commands: [directory(dir, 0o2750, p.user, "www-data")] },
+      action: { kind: "commands", commands: [directory(dir, 0o2750, project.user, "www-data")] },
       why:
         "MEDIA_ROOT belongs to the service account with group www-data and the setgid bit, so uploads (0640 under the units' UMask=0027) are readable by nginx and nobody else; " +
         "www-data is not added to the project's group, which can read the .env." +
@@ -170,7 +171,7 @@ function mediaSteps(ctx: HostContext): Step[] {
         id: "media.mount-check",
         phase: "verify",
         title: "Check the media mount",
-        action: { kind: "check", commands: [`findmnt ${shell(dir)}`, `runuser -u ${shell(p.user)} -- test -w ${shell(dir)} && echo writable`] },
+        action: { kind: "check", commands: [`findmnt ${shell(dir)}`, `runuser -u ${shell(project.user)} -- test -w ${shell(dir)} && echo writable`] },
         why: `The account writes as uid ${uid} on ${server.name} too; "writable" means the ids agree.`,
       },
     );

@@ -45,7 +45,7 @@ import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
 import { addressFrom, flowsTo, mqttTlsEnd, siteTlsHost } from "../model/flows.js";
-import { addressOf, has, required, type HostContext, type HostFamily } from "./context.js";
+import { has, required, type HostContext, type HostFamily } from "./context.js";
 import { mqttLetsEncryptLive, siteCertificate } from "./paths.js";
 import { certbotAccountFlags } from "./tls.js";
 import { type Step } from "./steps.js";
@@ -130,9 +130,9 @@ function hasDeviceListener(ctx: HostContext): boolean {
 /** The device listener: the broker's TLS listener, or the plain one HAProxy forwards devices to. */
 function deviceListener(ctx: HostContext): Listener | undefined {
   const { model, host } = ctx;
-  const p = ctx.paths;
-  const auth: Auth = { passwordFile: p.mosquittoDevicePasswd, aclFile: p.mosquittoDeviceAcl };
-  const accounts = `Device accounts only (${p.mosquittoDevicePasswd}), each confined to ${model.mqtt.device_prefix}/<its name>/#.`;
+  const paths = ctx.paths;
+  const auth: Auth = { passwordFile: paths.mosquittoDevicePasswd, aclFile: paths.mosquittoDeviceAcl };
+  const accounts = `Device accounts only (${paths.mosquittoDevicePasswd}), each confined to ${model.mqtt.device_prefix}/<its name>/#.`;
   const end = mqttTlsEnd(model);
   if (end === "broker") {
     return {
@@ -142,7 +142,7 @@ function deviceListener(ctx: HostContext): Listener | undefined {
         `MQTT over TLS for devices, on every address. ${accounts} The server certificate is certfile + keyfile; ` +
           "cafile would only name the CA that client certificates are checked against.",
       ),
-      tls: { certfile: p.mosquittoCert, keyfile: p.mosquittoKey },
+      tls: { certfile: paths.mosquittoCert, keyfile: paths.mosquittoKey },
       auth,
     };
   }
@@ -171,9 +171,9 @@ function isHub(model: Model, host: Host): boolean {
 
 function hostConfView(ctx: HostContext): MosquittoConfView {
   const { model, host } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const port = model.mqtt.port;
-  const platform: Auth = { passwordFile: p.mosquittoPasswd, aclFile: p.mosquittoAcl };
+  const platform: Auth = { passwordFile: paths.mosquittoPasswd, aclFile: paths.mosquittoAcl };
   const listeners: Listener[] = [{ port, address: "127.0.0.1", comment: ["Plain MQTT for the platform on this host only."], auth: platform }];
   // The private listener exists for the hosts whose flows reach it (the firewall opens it to them).
   const remote = [...new Set(flowsTo(ctx.flows, host, "mqtt").map((f) => f.from.name))];
@@ -192,7 +192,7 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
     bridged(model) && hub && hub.name !== host.name
       ? {
           connection: `${model.project.name}-${host.name}`,
-          address: addressOf(ctx, hub),
+          address: addressFrom(hub, ctx.host),
           port,
           clientId: `${model.project.name}-bridge-${host.name}`,
           username: model.mqtt.bridge_username,
@@ -206,7 +206,7 @@ function hostConfView(ctx: HostContext): MosquittoConfView {
 function mosquittoFiles(ctx: HostContext): FileSpec[] {
   if (!has(ctx, "mqtt")) return [];
   const { model, secrets, host } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const view = hostConfView(ctx);
   // The platform (Django, Celery) and, on the hub, the other brokers' bridges.
   const users = [{ name: model.mqtt.username, password: required(secrets, "mqttPassword") }];
@@ -215,7 +215,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
   const files = [
     // With a bridge the file holds remote_password: readable by the broker's group only. The
     // broker reads it as root at start; 0640 root:mosquitto also lets it re-read on SIGHUP.
-    templateFile(p.mosquittoConf, "mosquitto/mosquitto.conf.njk", view, {
+    templateFile(paths.mosquittoConf, "mosquitto/mosquitto.conf.njk", view, {
       comment: "#",
       ...(view.bridge ? { mode: MODE.groupSecret, owner: "root", group: MOSQUITTO_USER, secret: true } : {}),
     }),
@@ -223,14 +223,14 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
     // opens these files (also on SIGHUP); from 2.0.16 it warns about a file it does not own or
     // that others can read (MQ-09), so both belong to mosquitto and the hashes stay 0600. No
     // generated-file marker: mosquitto_passwd takes a comment line for corruption.
-    templateFile(p.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(model, users, ctx.kdf), {
+    templateFile(paths.mosquittoPasswd, "mosquitto/passwd.njk", passwdView(model, users, ctx.kdf), {
       comment: null,
       mode: MODE.secret,
       secret: true,
       owner: MOSQUITTO_USER,
       group: MOSQUITTO_USER,
     }),
-    templateFile(p.mosquittoAcl, "mosquitto/acl.njk", aclView(model, hub ? model.mqtt.bridge_username : undefined, false), {
+    templateFile(paths.mosquittoAcl, "mosquitto/acl.njk", aclView(model, hub ? model.mqtt.bridge_username : undefined, false), {
       comment: "#",
       mode: MODE.groupSecret,
       owner: MOSQUITTO_USER,
@@ -240,7 +240,7 @@ function mosquittoFiles(ctx: HostContext): FileSpec[] {
   // The device listener's ACL; its password file is the operator's (mosquitto.devices-file).
   if (hasDeviceListener(ctx)) {
     files.push(
-      templateFile(p.mosquittoDeviceAcl, "mosquitto/devices-acl.njk", { devicePrefix: model.mqtt.device_prefix, passwordFile: p.mosquittoDevicePasswd }, {
+      templateFile(paths.mosquittoDeviceAcl, "mosquitto/devices-acl.njk", { devicePrefix: model.mqtt.device_prefix, passwordFile: paths.mosquittoDevicePasswd }, {
         comment: "#",
         mode: MODE.groupSecret,
         owner: MOSQUITTO_USER,
@@ -312,11 +312,11 @@ export function standaloneMosquitto(model: Model, secrets: Secrets, inContainer:
  */
 function letsEncryptCommands(ctx: HostContext): { commands: string[]; why: string } {
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const domain = model.mqtt.domain;
   // The certbot family's step runs the deploy hook once for this lineage (certbot runs hooks
   // only on renewals): it copies the certificate to the mosquitto user's files (TLS-01, MQ-05).
-  const copies = `The deploy hook (${p.certbotDeployHook}, run once below) copies it to ${p.mosquittoCert} and ${p.mosquittoKey} for the mosquitto user, now and after every renewal; the broker reloads certificates on SIGHUP.`;
+  const copies = `The deploy hook (${paths.certbotDeployHook}, run once below) copies it to ${paths.mosquittoCert} and ${paths.mosquittoKey} for the mosquitto user, now and after every renewal; the broker reloads certificates on SIGHUP.`;
   if (siteTlsHost(model)?.name === ctx.host.name) {
     const named = model.siteNames.includes(domain) ? `${domain} is one of the site's names: the site certificate obtained for nginx above is the MQTT one too.` : `The site certificate obtained for nginx above also names ${domain}.`;
     return { commands: [], why: `${named} ${copies}` };
@@ -330,7 +330,7 @@ function letsEncryptCommands(ctx: HostContext): { commands: string[]; why: strin
 /** The TLS certificate of a broker that terminates TLS itself. */
 function certificateStep(ctx: HostContext): Step {
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   if (model.site.tls.mode === "letsencrypt") {
     const le = letsEncryptCommands(ctx);
     const live = `${mqttLetsEncryptLive(model)}/fullchain.pem`;
@@ -351,8 +351,8 @@ function certificateStep(ctx: HostContext): Step {
     action: {
       kind: "commands",
       commands: [
-        { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(p.mosquittoCert)}` },
-        { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(p.mosquittoKey)}` },
+        { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0640 ${shell(cert.certificate)} ${shell(paths.mosquittoCert)}` },
+        { run: `install -D -o ${MOSQUITTO_USER} -g ${MOSQUITTO_USER} -m 0600 ${shell(cert.key)} ${shell(paths.mosquittoKey)}` },
       ],
     },
     why: `Put the certificate chain for ${model.mqtt.domain} at ${cert.certificate} and its key at ${cert.key} on this host first. The broker reads them as the mosquitto user, so it gets its own copies; copy them again and run \`systemctl reload mosquitto\` whenever the certificate is replaced.`,
@@ -381,21 +381,21 @@ export const DEVICE_PLACEHOLDER = "<device>";
 
 function addDeviceStep(ctx: HostContext): Step {
   const { model, host } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const others = model.topology.mqtt.filter((h) => h.name !== host.name).map((h) => h.name);
   const where = mqttTlsEnd(model) === "lb" ? `${model.mqtt.domain}:${model.mqtt.tls_port} (HAProxy on ${model.topology.lb!.name})` : `${model.mqtt.domain}:${model.mqtt.tls_port}`;
   return {
     id: "mosquitto.add-device",
     phase: "verify",
     title: "Add a device account (whenever a device is added)",
-    action: { kind: "manual", lines: [`mosquitto_passwd ${shell(p.mosquittoDevicePasswd)} ${DEVICE_PLACEHOLDER}`, "systemctl reload mosquitto"] },
+    action: { kind: "manual", lines: [`mosquitto_passwd ${shell(paths.mosquittoDevicePasswd)} ${DEVICE_PLACEHOLDER}`, "systemctl reload mosquitto"] },
     interactive: true,
     why:
       "mosquitto_passwd asks for the device's password twice (`-b` would put it on the command line, in ps and the shell history) and keeps the file's owner and mode. " +
       "The reload (SIGHUP) makes the broker read the file again; connected clients stay connected. " +
       `The device then logs in with that name over TLS at ${where} and may only use ${model.mqtt.device_prefix}/<device>/#. ` +
       "Device names: letters, digits, '-', '_' and '.' ('+', '#' and '/' cannot work in the topic pattern). " +
-      `\`mosquitto_passwd -D ${p.mosquittoDevicePasswd} <device>\` and a reload remove one.` +
+      `\`mosquitto_passwd -D ${paths.mosquittoDevicePasswd} <device>\` and a reload remove one.` +
       (others.length > 0 ? ` Do the same on ${others.join(", ")}: every broker must know the device, since the load balancer may send it to any of them.` : ""),
   };
 }

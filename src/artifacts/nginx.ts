@@ -128,26 +128,26 @@ export function siteView(model: Model, setting: SiteSetting) {
 }
 
 /** The ACME webroot when the site's certificate comes from Let's Encrypt. */
-export function acmeWebroot(model: Model, p: Paths): string | undefined {
-  return model.site.tls.mode === "letsencrypt" ? p.acmeWebroot : undefined;
+export function acmeWebroot(model: Model, paths: Paths): string | undefined {
+  return model.site.tls.mode === "letsencrypt" ? paths.acmeWebroot : undefined;
 }
 
 /** The site on a web host: upstreams on loopback; private behind the lb, public otherwise. */
 function hostSiteSetting(ctx: HostContext): SiteSetting {
   const { model, host } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   // The load balancer is the one client of the private listener (its flow to this host).
   const lb = flowsTo(ctx.flows, host, "nginx-backend")[0]?.from;
   return {
     wsgiHost: has(ctx, "app") ? "127.0.0.1" : undefined,
     asgiHost: has(ctx, "asgi") ? "127.0.0.1" : undefined,
-    snippets: { security: p.nginxSecurityHeaders, proxy: p.nginxProxyHeaders },
-    logs: { access: p.nginxAccessLog, error: p.nginxErrorLog },
+    snippets: { security: paths.nginxSecurityHeaders, proxy: paths.nginxProxyHeaders },
+    logs: { access: paths.nginxAccessLog, error: paths.nginxErrorLog },
     ...(lb
       ? { private: { listen: `${host.address}:${model.haproxy.backend_port}`, lbAddress: lb.address } }
       : {
           public: {
-            acmeWebroot: acmeWebroot(model, p),
+            acmeWebroot: acmeWebroot(model, paths),
             httpPort: model.site.http_port,
             httpsPort: model.site.https_port,
             ipv6: model.site.ipv6,
@@ -186,13 +186,13 @@ function acmeSiteView(ctx: HostContext) {
 function nginxFiles(ctx: HostContext): FileSpec[] {
   if (!has(ctx, "web")) return [];
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const files = [
-    templateFile(p.nginxSite, "nginx/site.conf.njk", siteView(model, hostSiteSetting(ctx)), { comment: "#" }),
-    templateFile(p.nginxSecurityHeaders, "nginx/security-headers.conf.njk", { headers: securityHeaders(model) }, { comment: "#" }),
-    templateFile(p.nginxProxyHeaders, "nginx/proxy-headers.conf.njk", proxyHeadersView(model, behindLb(model)), { comment: "#" }),
+    templateFile(paths.nginxSite, "nginx/site.conf.njk", siteView(model, hostSiteSetting(ctx)), { comment: "#" }),
+    templateFile(paths.nginxSecurityHeaders, "nginx/security-headers.conf.njk", { headers: securityHeaders(model) }, { comment: "#" }),
+    templateFile(paths.nginxProxyHeaders, "nginx/proxy-headers.conf.njk", proxyHeadersView(model, behindLb(model)), { comment: "#" }),
   ];
-  if (needsAcmeSite(ctx)) files.push(templateFile(p.nginxAcmeSite, "nginx/acme-site.conf.njk", acmeSiteView(ctx), { comment: "#" }));
+  if (needsAcmeSite(ctx)) files.push(templateFile(paths.nginxAcmeSite, "nginx/acme-site.conf.njk", acmeSiteView(ctx), { comment: "#" }));
   return files;
 }
 
@@ -202,7 +202,7 @@ const NGINX_TEST = "nginx -t";
 function nginxSteps(ctx: HostContext): Step[] {
   if (!has(ctx, "web")) return [];
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const lb = behindLb(model);
   const tls = model.site.tls;
   const steps: Step[] = [{ id: "nginx.package", phase: "packages", title: "nginx", action: { kind: "packages", packages: ["nginx"] } }];
@@ -216,19 +216,19 @@ function nginxSteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          directory(p.acmeWebroot, 0o755),
-          absent(p.nginxDefaultSiteEnabled),
-          { ...link(p.nginxAcmeSite, p.nginxAcmeSiteEnabled), creates: siteCertificate(model).certificate },
+          directory(paths.acmeWebroot, 0o755),
+          absent(paths.nginxDefaultSiteEnabled),
+          { ...link(paths.nginxAcmeSite, paths.nginxAcmeSiteEnabled), creates: siteCertificate(model).certificate },
           { run: `${NGINX_TEST} && systemctl reload-or-restart nginx`, creates: siteCertificate(model).certificate },
-          { run: ["certbot certonly --webroot -w", shell(p.acmeWebroot), ...certbotAccount(model)].join(" "), creates: siteCertificate(model).certificate },
-          absent(p.nginxAcmeSiteEnabled),
+          { run: ["certbot certonly --webroot -w", shell(paths.acmeWebroot), ...certbotAccount(model)].join(" "), creates: siteCertificate(model).certificate },
+          absent(paths.nginxAcmeSiteEnabled),
         ],
       },
       effects: [reloadUnit("nginx", NGINX_TEST)],
       why:
         "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them. " +
-        `The HTTP-only ${p.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
-        `main site on the same webroot, and the deploy hook (${p.certbotDeployHook}) reloads what uses the certificate.` +
+        `The HTTP-only ${paths.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
+        `main site on the same webroot, and the deploy hook (${paths.certbotDeployHook}) reloads what uses the certificate.` +
         (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
     });
   } else if (!lb && tls.mode === "files") {
@@ -251,7 +251,7 @@ function nginxSteps(ctx: HostContext): Step[] {
       title: "Enable the nginx site",
       action: {
         kind: "commands",
-        commands: [link(p.nginxSite, p.nginxSiteEnabled), absent(p.nginxDefaultSiteEnabled)],
+        commands: [link(paths.nginxSite, paths.nginxSiteEnabled), absent(paths.nginxDefaultSiteEnabled)],
       },
       effects: [reloadUnit("nginx", NGINX_TEST)],
       why: `Debian's default site is removed: it claims default_server on port 80. The nginx user (www-data) needs +x on every directory above ${model.project.staticDir} and ${model.project.mediaDir}.`,

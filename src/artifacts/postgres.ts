@@ -183,12 +183,12 @@ function storedPassword(model: Model, role: string, password: string, kdf: Pbkdf
 function initSqlView(ctx: HostContext) {
   const { model } = ctx;
   const pg = model.postgres;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const standbys = model.topology.standbys;
   return {
     version: pg.version,
     caps: model.caps.postgres,
-    file: p.pgInitSql,
+    file: paths.pgInitSql,
     port: pg.port,
     database: pg.database,
     user: pg.user,
@@ -220,18 +220,18 @@ function pgpassView(ctx: HostContext) {
 
 function postgresFiles(ctx: HostContext): FileSpec[] {
   if (!isClusterHost(ctx)) return [];
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const files: FileSpec[] = [
     // Debian ships postgresql.conf and pg_hba.conf as postgres:postgres, pg_hba.conf 0640.
-    templateFile(p.pgConfD, "postgres/conf.d.conf.njk", confView(ctx), { comment: "#", owner: "postgres", group: "postgres" }),
-    templateFile(p.pgHba, "postgres/pg_hba.conf.njk", hbaView(ctx), { comment: "#", mode: 0o640, owner: "postgres", group: "postgres" }),
+    templateFile(paths.pgConfD, "postgres/conf.d.conf.njk", confView(ctx), { comment: "#", owner: "postgres", group: "postgres" }),
+    templateFile(paths.pgHba, "postgres/pg_hba.conf.njk", hbaView(ctx), { comment: "#", mode: 0o640, owner: "postgres", group: "postgres" }),
   ];
   if (has(ctx, "db")) {
     // Root opens it (the runbook redirects it into psql), so postgres needs no access to it.
-    files.push(templateFile(p.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root", secret: true }));
+    files.push(templateFile(paths.pgInitSql, "postgres/init.sql.njk", initSqlView(ctx), { comment: "--", mode: MODE.secret, owner: "root", group: "root", secret: true }));
   }
   if (has(ctx, "db-standby")) {
-    files.push(templateFile(p.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres", secret: true }));
+    files.push(templateFile(paths.standbyPgpass, "postgres/pgpass.njk", pgpassView(ctx), { comment: "#", mode: MODE.secret, owner: "postgres", group: "postgres", secret: true }));
   }
   return files;
 }
@@ -253,12 +253,12 @@ function psql(model: Model, ...args: string[]): string {
 function standbySteps(ctx: HostContext): Step[] {
   const { model } = ctx;
   const pg = model.postgres;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const primary = model.topology.db!;
   const slot = slotName(ctx.host);
-  const signal = `${p.pgDataDir}/standby.signal`;
-  const autoConf = `${p.pgDataDir}/postgresql.auto.conf`;
-  const service = shell(p.pgService);
+  const signal = `${paths.pgDataDir}/standby.signal`;
+  const autoConf = `${paths.pgDataDir}/postgresql.auto.conf`;
+  const service = shell(paths.pgService);
   const replication = replicationConninfo(ctx, primary);
   const afterInit = [{ host: primary.name, id: "postgres.init-sql" }];
   // Rewind only a cluster that is not a standby and is a copy of the primary's (the same
@@ -266,12 +266,12 @@ function standbySteps(ctx: HostContext): Step[] {
   // skips nothing: pg_rewind then fails rather than the clone wiping the data directory.
   // dbname=replication: what pg_basebackup and the walreceiver send, so .pgpass's "replication" line matches.
   const identify = asPostgres("psql", "-XAtc", "IDENTIFY_SYSTEM", shell(`${replication} dbname=replication replication=true`));
-  const notAMember = `{ id=$(${identify} | cut -d '|' -f 1) && test -n "$id" && ! ${asPostgres(`${p.pgBinDir}/pg_controldata`, shell(p.pgDataDir))} | grep -qx "Database system identifier: *$id"; }`;
+  const notAMember = `{ id=$(${identify} | cut -d '|' -f 1) && test -n "$id" && ! ${asPostgres(`${paths.pgBinDir}/pg_controldata`, shell(paths.pgDataDir))} | grep -qx "Database system identifier: *$id"; }`;
   const skipRewind = `test -e ${shell(signal)} || ${notAMember}`;
   const basebackup = [
-    `${p.pgBinDir}/pg_basebackup`,
+    `${paths.pgBinDir}/pg_basebackup`,
     "-d", shell(replication),
-    "-D", shell(p.pgDataDir),
+    "-D", shell(paths.pgDataDir),
     "-X", "stream",
     // Start now instead of waiting up to checkpoint_timeout for the next checkpoint.
     "--checkpoint=fast",
@@ -286,15 +286,15 @@ function standbySteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { ...unitState(p.pgService, "stopped"), unless: skipRewind },
-          { run: asPostgres(`${p.pgBinDir}/pg_rewind`, "-D", shell(p.pgDataDir), "--source-server", shell(rewindConninfo(ctx, primary))), unless: skipRewind },
+          { ...unitState(paths.pgService, "stopped"), unless: skipRewind },
+          { run: asPostgres(`${paths.pgBinDir}/pg_rewind`, "-D", shell(paths.pgDataDir), "--source-server", shell(rewindConninfo(ctx, primary))), unless: skipRewind },
           { run: asPostgres("touch", shell(signal)), unless: skipRewind },
         ],
       },
       after: afterInit,
       why:
         `Only on the old primary, when it comes back after ${primary.name} was promoted: this host's cluster is then no standby but a copy of ${primary.name}'s (the same system identifier, which IDENTIFY_SYSTEM reports over a replication connection). ` +
-        `pg_rewind copies what changed on ${primary.name} since the two diverged and drops what only this host wrote, then standby.signal makes it a standby. It connects as ${pg.replication.rewind_user} to the database postgres, its password read from ${p.standbyPgpass}. ` +
+        `pg_rewind copies what changed on ${primary.name} since the two diverged and drops what only this host wrote, then standby.signal makes it a standby. It connects as ${pg.replication.rewind_user} to the database postgres, its password read from ${paths.standbyPgpass}. ` +
         "On a new host and on a standby the step does nothing; if it fails, the host cannot be rewound: remove the data directory's contents and the clone below copies the primary anew.",
     },
     {
@@ -304,8 +304,8 @@ function standbySteps(ctx: HostContext): Step[] {
       action: {
         kind: "commands",
         commands: [
-          { ...unitState(p.pgService, "stopped"), creates: signal },
-          { run: asPostgres("find", shell(p.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
+          { ...unitState(paths.pgService, "stopped"), creates: signal },
+          { run: asPostgres("find", shell(paths.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
           { run: asPostgres(...basebackup), creates: signal },
           { run: asPostgres("touch", shell(signal)), creates: signal },
         ],
@@ -313,11 +313,11 @@ function standbySteps(ctx: HostContext): Step[] {
       // pg_basebackup needs the replication role the primary's init SQL creates.
       after: afterInit,
       why:
-        `Only once: standby.signal marks a standby. The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name}; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${p.standbyPgpass}, never the command line.` +
+        `Only once: standby.signal marks a standby. The cluster is stopped and its data directory emptied as postgres, then pg_basebackup (as postgres, so the files are postgres's) copies ${primary.name}; recovery.conf no longer exists since PostgreSQL 12 and must not be created. The password comes from ${paths.standbyPgpass}, never the command line.` +
         (pg.replication.slots
           ? ` -C -S creates the physical slot ${slot} on ${primary.name}, so WAL this standby still needs is kept; to clone again, first drop it there: SELECT pg_drop_replication_slot('${slot}');`
           : "") +
-        ` Debian's configuration in ${p.pgConfigDir} is not touched by the copy.`,
+        ` Debian's configuration in ${paths.pgConfigDir} is not touched by the copy.`,
     },
     {
       id: "postgres.follow",
@@ -328,18 +328,18 @@ function standbySteps(ctx: HostContext): Step[] {
         commands: [
           ...(pg.replication.slots
             ? // Idempotent (--if-not-exists) and silent: a slot it creates is the primary's state.
-              [{ run: asPostgres(`${p.pgBinDir}/pg_receivewal`, "-d", shell(replication), "--create-slot", "--if-not-exists", "-S", slot), changes: { never: true } satisfies ChangeRule }]
+              [{ run: asPostgres(`${paths.pgBinDir}/pg_receivewal`, "-d", shell(replication), "--create-slot", "--if-not-exists", "-S", slot), changes: { never: true } satisfies ChangeRule }]
             : []),
           {
             run: `systemctl stop ${service} && ${asPostgres("sed", "-i", "-E", shell(`/${STALE_PRIMARY_SETTING}/d`), shell(autoConf))}`,
             unless: `! grep -qE ${shell(STALE_PRIMARY_SETTING)} ${shell(autoConf)}`,
           },
-          unitState(p.pgService, "started"),
+          unitState(paths.pgService, "started"),
         ],
       },
       after: afterInit,
       why:
-        `primary_conninfo in ${p.pgConfD} names ${primary.name}${pg.replication.slots ? ` and primary_slot_name the slot ${slot}, created there if it is missing (after a rewind, or when ${primary.name} was promoted)` : ""}. ` +
+        `primary_conninfo in ${paths.pgConfD} names ${primary.name}${pg.replication.slots ? ` and primary_slot_name the slot ${slot}, created there if it is missing (after a rewind, or when ${primary.name} was promoted)` : ""}. ` +
         `Copies of these two settings in ${autoConf} would win over conf.d: pg_basebackup -R of earlier releases wrote them there and pg_rewind copies that file from the primary, so they are removed (only when there are any), with the server stopped as the PostgreSQL documentation asks of tools that edit it; then the server runs.`,
     },
   ];
@@ -395,7 +395,7 @@ function postgresSteps(ctx: HostContext): Step[] {
   if (!isClusterHost(ctx)) return certificates;
   const { model } = ctx;
   const pg = model.postgres;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const pkg = `postgresql-${pg.version}`;
   const distribution = model.platform.distribution as keyof typeof DISTRIBUTIONS;
   const fromPgdg = DISTRIBUTIONS[distribution].postgres !== pg.version;
@@ -413,7 +413,7 @@ function postgresSteps(ctx: HostContext): Step[] {
           aptInstall([pkg]),
         ],
       },
-      why: `${model.platform.distribution} ships PostgreSQL ${DISTRIBUTIONS[distribution].postgres}; other versions come from the PostgreSQL project's apt repository (PGDG), which postgresql-common's script adds with its signing key. Installing the package creates the cluster ${p.pgCluster}.`,
+      why: `${model.platform.distribution} ships PostgreSQL ${DISTRIBUTIONS[distribution].postgres}; other versions come from the PostgreSQL project's apt repository (PGDG), which postgresql-common's script adds with its signing key. Installing the package creates the cluster ${paths.pgCluster}.`,
     });
   } else {
     steps.push({
@@ -421,7 +421,7 @@ function postgresSteps(ctx: HostContext): Step[] {
       phase: "packages",
       title: `PostgreSQL ${pg.version}`,
       action: { kind: "packages", packages: [pkg] },
-      why: `PostgreSQL ${pg.version} is ${model.platform.distribution}'s own (other versions would come from apt.postgresql.org). Installing it creates the cluster ${p.pgCluster}, whose configuration lives in ${p.pgConfigDir}.`,
+      why: `PostgreSQL ${pg.version} is ${model.platform.distribution}'s own (other versions would come from apt.postgresql.org). Installing it creates the cluster ${paths.pgCluster}, whose configuration lives in ${paths.pgConfigDir}.`,
     });
   }
   steps.push(...certificates);
@@ -439,7 +439,7 @@ function postgresSteps(ctx: HostContext): Step[] {
       id: "postgres.init-sql",
       phase: "database",
       title: model.topology.standbys.length > 0 ? "Create the app role, its database and the replication role" : "Create the app role and its database",
-      action: { kind: "commands", commands: [{ run: `${psql(model, "-v", "ON_ERROR_STOP=1", "-d", "postgres")} < ${shell(p.pgInitSql)}` }] },
+      action: { kind: "commands", commands: [{ run: `${psql(model, "-v", "ON_ERROR_STOP=1", "-d", "postgres")} < ${shell(paths.pgInitSql)}` }] },
       why: `The SQL is idempotent (run it again after changing a password). It sets passwords as SCRAM verifiers, so no password is typed on a command line or kept in shell history; root opens the 0600 file and psql reads it from standard input. The database is owned by ${pg.user}, which is all migrations need.`,
     });
   }

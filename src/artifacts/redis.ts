@@ -134,12 +134,12 @@ function sentinelView(ctx: HostContext) {
 }
 
 function redisFiles(ctx: HostContext): FileSpec[] {
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const files: FileSpec[] = [];
   if (has(ctx, "redis")) {
     const secret = ctx.secrets.redisPassword !== undefined;
     files.push(
-      templateFile(p.redisFragment, "redis/fragment.conf.njk", fragmentView(ctx), {
+      templateFile(paths.redisFragment, "redis/fragment.conf.njk", fragmentView(ctx), {
         comment: "#",
         // redis-server runs as redis and reads it; with a password only root and redis may.
         ...(secret ? { mode: MODE.groupSecret, owner: "root", group: "redis", secret: true } : {}),
@@ -148,27 +148,27 @@ function redisFiles(ctx: HostContext): FileSpec[] {
   }
   if (has(ctx, "redis-sentinel")) {
     // Sentinel rewrites this file (Debian: dpkg-statoverride redis redis 0640), so redis owns it.
-    files.push(templateFile(p.sentinelConf, "redis/sentinel.conf.njk", sentinelView(ctx), { comment: "#", mode: MODE.groupSecret, owner: "redis", group: "redis", secret: ctx.secrets.redisPassword !== undefined }));
+    files.push(templateFile(paths.sentinelConf, "redis/sentinel.conf.njk", sentinelView(ctx), { comment: "#", mode: MODE.groupSecret, owner: "redis", group: "redis", secret: ctx.secrets.redisPassword !== undefined }));
   }
   return files;
 }
 
 function redisSteps(ctx: HostContext): Step[] {
   const { model } = ctx;
-  const p = ctx.paths;
+  const paths = ctx.paths;
   const t = model.topology;
   const password = ctx.secrets.redisPassword !== undefined;
   const steps: Step[] = [];
   if (has(ctx, "redis")) {
-    const include = `include ${p.redisFragment}`;
+    const include = `include ${paths.redisFragment}`;
     steps.push({ id: "redis.package", phase: "packages", title: "Redis", action: { kind: "packages", packages: ["redis-server"] } });
     steps.push({
       id: "redis.include",
       phase: "files",
       title: "Include the project's Redis settings",
-      action: { kind: "commands", commands: [{ run: `echo ${shell(include)} >> ${shell(p.redisConf)}`, unless: `grep -qxF ${shell(include)} ${shell(p.redisConf)}` }] },
+      action: { kind: "commands", commands: [{ run: `echo ${shell(include)} >> ${shell(paths.redisConf)}`, unless: `grep -qxF ${shell(include)} ${shell(paths.redisConf)}` }] },
       effects: [restartUnit("redis-server")],
-      why: `Appended once at the end of Debian's ${p.redisConf}, so the fragment's bind, port and password override the packaged defaults. CONFIG REWRITE (run by Sentinel after a failover) keeps include lines and writes what it changes after them.`,
+      why: `Appended once at the end of Debian's ${paths.redisConf}, so the fragment's bind, port and password override the packaged defaults. CONFIG REWRITE (run by Sentinel after a failover) keeps include lines and writes what it changes after them.`,
     });
     const replicaOf = replicaOfLine(model, ctx.flows, ctx.host);
     if (replicaOf !== undefined) {
@@ -176,9 +176,9 @@ function redisSteps(ctx: HostContext): Step[] {
         id: "redis.replicaof",
         phase: "files",
         title: `Start this Redis as a replica of ${t.redisPrimary!.name}`,
-        action: { kind: "commands", commands: [{ run: `echo ${shell(replicaOf)} >> ${shell(p.redisConf)}`, unless: `grep -q '^replicaof ' ${shell(p.redisConf)}` }] },
+        action: { kind: "commands", commands: [{ run: `echo ${shell(replicaOf)} >> ${shell(paths.redisConf)}`, unless: `grep -q '^replicaof ' ${shell(paths.redisConf)}` }] },
         effects: [restartUnit("redis-server")],
-        why: `Only when setting the host up. The line goes after the include in ${p.redisConf}, where Sentinel's CONFIG REWRITE maintains it from then on (it removes it on a replica it promotes); in the fragment it would survive a failover and demote the new primary at its next restart.`,
+        why: `Only when setting the host up. The line goes after the include in ${paths.redisConf}, where Sentinel's CONFIG REWRITE maintains it from then on (it removes it on a replica it promotes); in the fragment it would survive a failover and demote the new primary at its next restart.`,
       });
     }
     steps.push({
@@ -191,9 +191,9 @@ function redisSteps(ctx: HostContext): Step[] {
     });
     const cli = `redis-cli -p ${model.redis.port}`;
     const verify = password
-      ? [`${cli} ping   # NOAUTH Authentication required.`, `${redisCliAuth(p.redisFragment)} ${cli} ping   # PONG`]
+      ? [`${cli} ping   # NOAUTH Authentication required.`, `${redisCliAuth(paths.redisFragment)} ${cli} ping   # PONG`]
       : [`${cli} ping   # PONG`];
-    if (t.redis.length > 1) verify.push(`${password ? `${redisCliAuth(p.redisFragment)} ` : ""}${cli} info replication   # role; master_link_status:up on a replica, min_slaves_good_slaves:1 or more on the primary`);
+    if (t.redis.length > 1) verify.push(`${password ? `${redisCliAuth(paths.redisFragment)} ` : ""}${cli} info replication   # role; master_link_status:up on a replica, min_slaves_good_slaves:1 or more on the primary`);
     steps.push({
       id: "redis.check",
       phase: "verify",
@@ -213,9 +213,9 @@ function redisSteps(ctx: HostContext): Step[] {
       action: { kind: "service", units: ["redis-sentinel"], enable: true, state: "restarted" },
       // Sentinel finds the primary and its replicas once they run.
       after: t.redis.map((r) => ({ host: r.name, id: "redis.restart" })),
-      why: `After the Redis hosts run. Sentinel rewrites ${p.sentinelConf} (its id, the replicas and sentinels it found, the primary after a failover): a drift check shows these rewrites, and installing the rendered file again resets them, so do it only to change settings, on every sentinel, then restart them.`,
+      why: `After the Redis hosts run. Sentinel rewrites ${paths.sentinelConf} (its id, the replicas and sentinels it found, the primary after a failover): a drift check shows these rewrites, and installing the rendered file again resets them, so do it only to change settings, on every sentinel, then restart them.`,
     });
-    const source = has(ctx, "redis") ? p.redisFragment : p.sentinelConf;
+    const source = has(ctx, "redis") ? paths.redisFragment : paths.sentinelConf;
     const auth = password ? `${redisCliAuth(source)} ` : "";
     const cli = `${auth}redis-cli -p ${model.redis.sentinel_port}`;
     steps.push({

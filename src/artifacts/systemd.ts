@@ -57,16 +57,16 @@ function logsDirectory(logDir: string): string | undefined {
 
 function commonView(ctx: HostContext) {
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   return {
-    project: p.name,
+    project: project.name,
     dependencies: unitDependencies(ctx),
-    user: p.user,
-    group: p.group,
+    user: project.user,
+    group: project.group,
     // The running release, by its link (resolved when the unit starts).
-    workingDirectory: p.current,
-    environmentFile: p.envFile,
-    mediaDir: p.mediaDir,
+    workingDirectory: project.current,
+    environmentFile: project.envFile,
+    mediaDir: project.mediaDir,
     // Media on NFS: the units start after the mount and never without it.
     mediaMount: mediaMountPoint(ctx),
     typeExec: model.caps.systemd.typeExec,
@@ -147,15 +147,15 @@ function systemdSteps(ctx: HostContext): Step[] {
   if (units.length === 0) return [];
   const names = units.map((u) => u.name);
   const beat = units.some((u) => u.role === "scheduler");
-  const p = ctx.model.project;
+  const project = ctx.model.project;
   const migrator = ctx.model.topology.migrator;
   const steps: Step[] = [];
-  if (has(ctx, "app") && logsDirectory(p.logDir) === undefined) {
+  if (has(ctx, "app") && logsDirectory(project.logDir) === undefined) {
     steps.push({
       id: "systemd.log-directory",
       phase: "files",
-      title: `Create the log directory ${p.logDir}`,
-      action: { kind: "commands", commands: [directory(p.logDir, 0o750, p.user, p.group)] },
+      title: `Create the log directory ${project.logDir}`,
+      action: { kind: "commands", commands: [directory(project.logDir, 0o750, project.user, project.group)] },
       why: "Outside /var/log systemd cannot create it (LogsDirectory=); gunicorn writes its logs there as the service account and logrotate rotates them as that account.",
     });
   }

@@ -26,19 +26,19 @@ function switchLinks(ctx: HostContext) {
 
 function updateView(ctx: HostContext) {
   const { model, paths: pth } = ctx;
-  const p = model.project;
+  const project = model.project;
   const t = model.topology;
   const units = hostUnits(ctx);
   return {
-    project: p.name,
+    project: project.name,
     script: pth.updateScript,
     repository: pth.repositoryMirror,
-    releases: p.releases,
-    current: p.current,
+    releases: project.releases,
+    current: project.current,
     previous: pth.previousRelease,
     ...switchLinks(ctx),
-    user: p.user,
-    envFile: p.envFile,
+    user: project.user,
+    envFile: project.envFile,
     keep: KEEP_RELEASES,
     uv: model.caps.python.systemPythonFits ? undefined : { bin: pth.uv, pythonInstallDir: pth.pythonInstallDir, python: PYTHON.managed },
     migrator: t.migrator?.name === ctx.host.name,
@@ -48,7 +48,7 @@ function updateView(ctx: HostContext) {
     dbHost: t.db?.name ?? "",
     reload: units.filter((u) => u.reloads).map((u) => u.name),
     restart: units.filter((u) => !u.reloads).map((u) => u.name),
-    lock: `/run/lock/${p.name}-update.lock`,
+    lock: `/run/lock/${project.name}-update.lock`,
   };
 }
 
@@ -60,7 +60,7 @@ function updateFiles(ctx: HostContext): FileSpec[] {
 function updateSteps(ctx: HostContext): Step[] {
   if (!runsDjango(ctx.host)) return [];
   const { model } = ctx;
-  const p = model.project;
+  const project = model.project;
   const t = model.topology;
   const pth = ctx.paths;
   const migrator = t.migrator?.name === ctx.host.name;
@@ -69,7 +69,7 @@ function updateSteps(ctx: HostContext): Step[] {
     : `Deploy on ${t.migrator?.name} first (it migrates the database), then here.`;
   const backup = has(ctx, "db")
     ? "It backs up the database first."
-    : `Back up the database on ${t.db?.name} first: runuser -u ${p.user} -- ${pth.backupScript}.`;
+    : `Back up the database on ${t.db?.name} first: runuser -u ${project.user} -- ${pth.backupScript}.`;
   const units = hostUnits(ctx);
   const reload = units.filter((u) => u.reloads).map((u) => shell(u.name));
   const restart = units.filter((u) => !u.reloads).map((u) => shell(u.name));
@@ -81,7 +81,7 @@ function updateSteps(ctx: HostContext): Step[] {
       title: "Later deploys: update.sh",
       action: { kind: "manual", lines: [`${pth.updateScript} <git tag, branch or commit>`] },
       why:
-        `${order} ${backup} It builds ${p.releases}/<commit> beside the running release, runs check --deploy${migrator ? " and the migrations" : ""} with it, and only then switches ${p.current} to it and reloads the services; ` +
+        `${order} ${backup} It builds ${project.releases}/<commit> beside the running release, runs check --deploy${migrator ? " and the migrations" : ""} with it, and only then switches ${project.current} to it and reloads the services; ` +
         `a failure before the switch leaves the running release as it was. Migrations must be backward compatible: the old code serves until the switch. It keeps the ${KEEP_RELEASES} newest releases.`,
     },
     {
@@ -91,7 +91,7 @@ function updateSteps(ctx: HostContext): Step[] {
       action: {
         kind: "manual",
         lines: [
-          `ln -sfn "$(readlink ${shell(pth.previousRelease)})" ${shell(currentNew)} && mv -T ${shell(currentNew)} ${shell(p.current)}`,
+          `ln -sfn "$(readlink ${shell(pth.previousRelease)})" ${shell(currentNew)} && mv -T ${shell(currentNew)} ${shell(project.current)}`,
           ...(reload.length ? [`systemctl reload ${reload.join(" ")}`] : []),
           ...(restart.length ? [`systemctl restart ${restart.join(" ")}`] : []),
         ],

@@ -133,16 +133,16 @@ export function identifierFrom(name: string): string {
 
 export function versionsOf(parsed: Pick<ParsedModel, "platform" | "postgres">): SoftwareVersions {
   const base = DISTRIBUTIONS[parsed.platform.distribution as Distribution];
-  const p = parsed.platform;
+  const platform = parsed.platform;
   return {
-    nginx: p.nginx ?? base.nginx,
-    haproxy: p.haproxy ?? base.haproxy,
+    nginx: platform.nginx ?? base.nginx,
+    haproxy: platform.haproxy ?? base.haproxy,
     postgres: parsed.postgres.version ?? base.postgres,
-    mosquitto: p.mosquitto ?? base.mosquitto,
-    redis: p.redis ?? base.redis,
-    python: p.python ?? base.python,
-    openssl: p.openssl ?? base.openssl,
-    systemd: p.systemd ?? base.systemd,
+    mosquitto: platform.mosquitto ?? base.mosquitto,
+    redis: platform.redis ?? base.redis,
+    python: platform.python ?? base.python,
+    openssl: platform.openssl ?? base.openssl,
+    systemd: platform.systemd ?? base.systemd,
   };
 }
 
@@ -162,30 +162,30 @@ export function accountNames(parsed: Pick<ParsedModel, "project" | "postgres" | 
 }
 
 export function projectOf(parsed: ParsedModel): Project {
-  const p = parsed.project;
-  const root = p.root ?? `/opt/${p.name}`;
+  const project = parsed.project;
+  const root = project.root ?? `/opt/${project.name}`;
   const current = `${root}/current`;
-  const etcDir = `/etc/${p.name}`;
+  const etcDir = `/etc/${project.name}`;
   const user = accountNames(parsed).user;
   return {
-    name: p.name,
-    djangoModule: p.django_module,
-    settingsModule: p.settings_module ?? `${p.django_module}.settings`,
+    name: project.name,
+    djangoModule: project.django_module,
+    settingsModule: project.settings_module ?? `${project.django_module}.settings`,
     root,
     releases: `${root}/releases`,
     current,
     user,
-    group: p.group ?? user,
-    repository: p.repository,
-    branch: p.branch,
+    group: project.group ?? user,
+    repository: project.repository,
+    branch: project.branch,
     venv: `${current}/venv`,
     // Outside every release, so no checkout or release switch can touch it (errata ENV-02).
-    envFile: `${etcDir}/${p.name}.env`,
+    envFile: `${etcDir}/${project.name}.env`,
     staticDir: `${root}/static`,
     mediaDir: `${root}/media`,
-    logDir: parsed.logs.dir ?? `/var/log/${p.name}`,
+    logDir: parsed.logs.dir ?? `/var/log/${project.name}`,
     etcDir,
-    stateDir: `/var/lib/${p.name}`,
+    stateDir: `/var/lib/${project.name}`,
   };
 }
 
@@ -217,9 +217,4 @@ export function normalize(parsed: ParsedModel): Model {
     topology: topologyOf(hostsOf(parsed)),
     siteNames: [parsed.site.domain, ...parsed.site.aliases],
   };
-}
-
-/** The address `from` uses to reach a service on `target`: loopback on the same host. */
-export function addressFrom(target: Host, from: Host): string {
-  return target.name === from.name ? "127.0.0.1" : target.address;
 }
