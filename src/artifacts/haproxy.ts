@@ -14,7 +14,7 @@ import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, urlOf } from "./paths.js";
 import { reloadUnit } from "./effects.js";
 import { directory, type Step } from "./steps.js";
-import { certbotAccount, mozillaIntermediate } from "./tls.js";
+import { acmePortNote, certbotAccount, mozillaIntermediate } from "./tls.js";
 
 /** Backend and frontend names, for the config and for anyone reading its logs or stats. */
 export const HAPROXY_NAMES = {
@@ -179,7 +179,7 @@ function haproxySteps(ctx: HostContext): Step[] {
         (extraName
           ? ` The certificate also names ${extraName}, where devices reach MQTT over TLS: it must resolve to this host. To add the name to an existing certificate, run the certbot line again with --expand.`
           : "") +
-        (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
+        acmePortNote(model),
     });
   } else {
     steps.push({

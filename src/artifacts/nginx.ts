@@ -19,7 +19,7 @@ import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, siteCertificate, urlOf, type Paths } from "./paths.js";
 import { reloadUnit } from "./effects.js";
 import { absent, attributes, directory, link, type Step } from "./steps.js";
-import { certbotAccount, hstsValue, mozillaIntermediate, siteCertificateNames } from "./tls.js";
+import { acmePortNote, certbotAccount, hstsValue, mozillaIntermediate, siteCertificateNames } from "./tls.js";
 
 /** Names that live in nginx's shared http{} context, so prefixed with the project (NGX-09). */
 export function nginxNames(model: Model) {
@@ -229,7 +229,7 @@ function nginxSteps(ctx: HostContext): Step[] {
         "The TLS site names certificate files that do not exist before certbot runs, and nginx refuses to load it without them. " +
         `The HTTP-only ${paths.nginxAcmeSite} answers the challenge first; renewals later use the ACME location of the ` +
         `main site on the same webroot, and the deploy hook (${paths.certbotDeployHook}) reloads what uses the certificate.` +
-        (model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`),
+        acmePortNote(model),
     });
   } else if (!lb && tls.mode === "files") {
     steps.push({

@@ -47,6 +47,11 @@ export function hstsValue(model: Model): string {
   return [`max-age=${h.max_age}`, ...(h.include_subdomains ? ["includeSubDomains"] : []), ...(h.preload ? ["preload"] : [])].join("; ");
 }
 
+/** What the operator must forward when the site's HTTP port is not 80 (ACME HTTP-01 validates on port 80), or "". */
+export function acmePortNote(model: Model): string {
+  return model.site.http_port === 80 ? "" : ` Let's Encrypt validates on port 80: forward it to ${model.site.http_port}.`;
+}
+
 /** certbot's account arguments, shared by every certificate the model asks for (never a secret). */
 export function certbotAccountFlags(model: Model): string[] {
   const tls = model.site.tls;
