@@ -35,7 +35,7 @@ const FIXTURE = "single-node";
 const ROTATED = "rotated-mqtt-password-1";
 
 /** The host's Mosquitto files and their rules, rendered with `env` as the secrets. */
-function rendered(env: Readonly<Record<string, string>>) {
+function rendered(env: Readonly<Record<string, string | undefined>> = {}) {
   const f = loadFixture(FIXTURE);
   const { secrets } = resolveSecrets(f.model, { ...f.sources, env });
   const ctx = hostContexts(f.model, secrets, pbkdf2Js).find((c) => c.host.roles.has("mqtt"))!;
