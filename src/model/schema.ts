@@ -221,6 +221,10 @@ const replication = z
     slots: bool("Give each standby a physical replication slot.", true),
     wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12)."),
     max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+)."),
+    hot_standby_feedback: bool(
+      "Standbys tell the primary which rows their queries still need, so long reads on a replica are not cancelled; the primary then keeps those dead rows (bloat), with a slot also while the standby is away.",
+      false,
+    ),
   })
   .prefault({});
 
