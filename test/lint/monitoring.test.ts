@@ -1,0 +1,287 @@
+/**
+ * The monitoring files read by the real programs: `promtool check config` and `promtool check
+ * rules` (Prometheus 2.42), `amtool check-config` (Alertmanager 0.25) and the blackbox
+ * exporter's `--config.check`, for the monitor host of every fixture; a quoting variant with an
+ * SMTP password full of YAML hazards; and `promtool test rules`: every alert rule has a case
+ * that fires it and one that keeps it quiet.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { alertRules } from "../../src/artifacts/alerts.js";
+import { pathsOf } from "../../src/artifacts/paths.js";
+import type { Model } from "../../src/model/normalize.js";
+import { render } from "../../src/render.js";
+import type { Tree } from "../../src/tree.js";
+import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
+import { programsAvailable, relocate, run, sandbox, type Sandbox } from "../helpers/programs.js";
+
+const available = programsAvailable("monitoring lint", {
+  promtool: "prometheus",
+  amtool: "prometheus-alertmanager",
+  "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+});
+
+const boxes: Sandbox[] = [];
+afterAll(() => {
+  for (const b of boxes) b.cleanup();
+});
+
+const NASTY_SMTP = `sm"tp 'pw' \\n {{ .x }} #not-a-comment: - [a] & *b`;
+
+interface MonitoredCase {
+  readonly name: string;
+  readonly model: Model;
+  readonly tree: Tree;
+  /** The SMTP password the Alertmanager config must carry, when the case sets one. */
+  readonly smtpPassword?: string;
+}
+
+const cases: MonitoredCase[] = fixtureNames()
+  .map((name) => ({ name, model: loadFixture(name).model, tree: renderFixture(name) }))
+  .filter((c) => c.model.topology.monitor !== undefined);
+
+function nastyCase(): MonitoredCase {
+  const f = loadFixture("ha-monitored");
+  const sources = { ...f.sources, env: { ...f.sources.env, NOVACLOUD_SMTP_PASSWORD: NASTY_SMTP } };
+  return { name: "ha-monitored with a nasty SMTP password", model: f.model, tree: render(f.model, sources), smtpPassword: NASTY_SMTP };
+}
+
+/** The monitor host's files in a sandbox, the rules file where prometheus.yml names it. */
+function monitorFiles(c: MonitoredCase) {
+  const box = sandbox("ncr-monitoring-");
+  boxes.push(box);
+  const paths = pathsOf(c.model);
+  const host = c.model.topology.monitor!.name;
+  const get = (path: string) => {
+    const file = c.tree.get(`${host}${path}`);
+    if (file === undefined) throw new Error(`${c.name}: ${host} has no ${path}`);
+    return file.content;
+  };
+  const rules = box.write("alerts.yml", get(paths.prometheusRules));
+  const prometheus = box.write("prometheus.yml", relocate(get(paths.prometheusConfig), { [paths.prometheusRules]: rules }));
+  const alertmanager = box.write("alertmanager.yml", get(paths.alertmanagerConfig));
+  const blackbox = box.write("blackbox.yml", get(paths.blackboxConfig));
+  return { box, rules, prometheus, alertmanager, blackbox };
+}
+
+describe.skipIf(!available)("Prometheus, Alertmanager and the blackbox exporter read the rendered files", () => {
+  it("has the monitored fixtures", () => {
+    expect(cases.map((c) => c.name)).toEqual(["ha-monitored", "single-node"]);
+  });
+
+  for (const c of [...cases, nastyCase()]) {
+    it(`${c.name}: promtool check config (with the rules), amtool check-config, blackbox --config.check`, () => {
+      const f = monitorFiles(c);
+      const prom = run("promtool", ["check", "config", f.prometheus]);
+      expect(prom.code, prom.output).toBe(0);
+      expect(prom.output).toMatch(/SUCCESS: \d+ rule files? found|SUCCESS/);
+      const rules = run("promtool", ["check", "rules", f.rules]);
+      expect(rules.code, rules.output).toBe(0);
+      expect(rules.output).toContain(`SUCCESS: ${alertRules({ backupMaxAge: c.model.monitoring.backup_max_age }).length} rules found`);
+      const am = run("amtool", ["check-config", f.alertmanager]);
+      expect(am.code, am.output).toBe(0);
+      const bb = run("prometheus-blackbox-exporter", ["--config.check", `--config.file=${f.blackbox}`]);
+      expect(bb.code, bb.output).toBe(0);
+      if (c.smtpPassword !== undefined) {
+        // Alertmanager reads the password back as exactly the secret (amtool prints it masked,
+        // so compare what YAML gives: the double-quoted scalar decodes to the value).
+        const config = c.tree.get(`${c.model.topology.monitor!.name}${pathsOf(c.model).alertmanagerConfig}`)!.content;
+        const line = /^\s*smtp_auth_password: (.*)$/m.exec(config);
+        expect(JSON.parse(line![1]!)).toBe(c.smtpPassword);
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// promtool test rules: each alert fires on a case made for it, and stays quiet on its healthy twin.
+
+type Labels = Record<string, string>;
+interface Series {
+  readonly series: string;
+  readonly values: string;
+}
+interface AlertCase {
+  /** Scrape interval of the input series. */
+  readonly interval: string;
+  readonly evalTime: string;
+  readonly fire: readonly Series[];
+  readonly quiet: readonly Series[];
+  /** The labels of the firing alert (besides alertname, alertstate and severity). */
+  readonly labels: Labels;
+}
+
+const selector = (name: string, labels: Labels) =>
+  `${name}{${Object.entries(labels)
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+    .join(",")}}`;
+const s = (name: string, labels: Labels, values: string): Series => ({ series: selector(name, labels), values });
+
+const NODE = { job: "node", instance: "10.0.0.11:9100", host: "app1" };
+const ROOT_FS = { ...NODE, device: "/dev/sda1", fstype: "ext4", mountpoint: "/" };
+const PG = { job: "postgres", instance: "10.0.0.32:9187", host: "db2" };
+const REDIS = { job: "redis", instance: "10.0.0.41:9121", host: "cache1" };
+const HAPROXY = { job: "haproxy", instance: "10.0.0.10:8405", host: "lb1" };
+const SITE = { job: "blackbox-https", instance: "https://iot.example.com/health-check/", host: "mon1" };
+const MQTT = { job: "blackbox-mqtt", instance: "mqtt.iot.example.com:8883", host: "mon1" };
+
+/** One case per alert; test time starts at 0 (the Unix epoch), which BackupTooOld's and the certificate's sums use. */
+const ALERT_CASES: Record<string, AlertCase> = {
+  InstanceDown: { interval: "1m", evalTime: "5m", fire: [s("up", NODE, "0x10")], quiet: [s("up", NODE, "1x10")], labels: NODE },
+  DiskFillingUp: {
+    // 30 GB of 100 GB free, losing 20 MB a minute: empty within a day from the first hour on.
+    interval: "1m",
+    evalTime: "8h",
+    fire: [s("node_filesystem_avail_bytes", ROOT_FS, "30e9-2e7x600"), s("node_filesystem_size_bytes", ROOT_FS, "100e9x600"), s("node_filesystem_readonly", ROOT_FS, "0x600")],
+    quiet: [s("node_filesystem_avail_bytes", ROOT_FS, "30e9x600"), s("node_filesystem_size_bytes", ROOT_FS, "100e9x600"), s("node_filesystem_readonly", ROOT_FS, "0x600")],
+    labels: ROOT_FS,
+  },
+  DiskAlmostFull: {
+    interval: "1m",
+    evalTime: "30m",
+    fire: [s("node_filesystem_avail_bytes", ROOT_FS, "5e9x40"), s("node_filesystem_size_bytes", ROOT_FS, "100e9x40"), s("node_filesystem_readonly", ROOT_FS, "0x40")],
+    quiet: [s("node_filesystem_avail_bytes", ROOT_FS, "50e9x40"), s("node_filesystem_size_bytes", ROOT_FS, "100e9x40"), s("node_filesystem_readonly", ROOT_FS, "0x40")],
+    labels: ROOT_FS,
+  },
+  HighCpuLoad: {
+    // Idle 3 s of every minute (95 % busy) against idle all the time.
+    interval: "1m",
+    evalTime: "30m",
+    fire: [s("node_cpu_seconds_total", { ...NODE, cpu: "0", mode: "idle" }, "0+3x40")],
+    quiet: [s("node_cpu_seconds_total", { ...NODE, cpu: "0", mode: "idle" }, "0+60x40")],
+    labels: { instance: NODE.instance, host: NODE.host },
+  },
+  MemoryPressure: {
+    interval: "1m",
+    evalTime: "20m",
+    fire: [s("node_memory_MemAvailable_bytes", NODE, "5e8x30"), s("node_memory_MemTotal_bytes", NODE, "8e9x30")],
+    quiet: [s("node_memory_MemAvailable_bytes", NODE, "4e9x30"), s("node_memory_MemTotal_bytes", NODE, "8e9x30")],
+    labels: NODE,
+  },
+  SystemdUnitFailed: {
+    interval: "1m",
+    evalTime: "10m",
+    fire: [s("node_systemd_unit_state", { ...NODE, name: "novacloud-backup.service", state: "failed", type: "oneshot" }, "1x15")],
+    quiet: [s("node_systemd_unit_state", { ...NODE, name: "novacloud-backup.service", state: "failed", type: "oneshot" }, "0x15")],
+    labels: { ...NODE, name: "novacloud-backup.service", state: "failed", type: "oneshot" },
+  },
+  HaproxyBackendDown: {
+    interval: "1m",
+    evalTime: "5m",
+    fire: [s("haproxy_backend_active_servers", { ...HAPROXY, proxy: "be_web" }, "0x10")],
+    quiet: [s("haproxy_backend_active_servers", { ...HAPROXY, proxy: "be_web" }, "3x10")],
+    labels: { ...HAPROXY, proxy: "be_web" },
+  },
+  HaproxyServerDown: {
+    interval: "1m",
+    evalTime: "5m",
+    fire: [s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app2", state: "DOWN" }, "1x10")],
+    quiet: [s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app2", state: "DOWN" }, "0x10")],
+    labels: { ...HAPROXY, proxy: "be_web", server: "app2", state: "DOWN" },
+  },
+  PostgresqlDown: { interval: "1m", evalTime: "5m", fire: [s("pg_up", PG, "0x10")], quiet: [s("pg_up", PG, "1x10")], labels: PG },
+  PostgresqlStandbyNotStreaming: {
+    interval: "1m",
+    evalTime: "5m",
+    fire: [s("pg_standby_is_standby", PG, "1x10"), s("pg_standby_streaming", PG, "0x10")],
+    quiet: [s("pg_standby_is_standby", PG, "1x10"), s("pg_standby_streaming", PG, "1x10")],
+    labels: PG,
+  },
+  PostgresqlStandbyLagging: {
+    interval: "1m",
+    evalTime: "15m",
+    fire: [s("pg_standby_is_standby", PG, "1x20"), s("pg_standby_replay_lag_seconds", PG, "600x20")],
+    quiet: [s("pg_standby_is_standby", PG, "1x20"), s("pg_standby_replay_lag_seconds", PG, "10x20")],
+    labels: PG,
+  },
+  BackupTooOld: {
+    // At 27 h: a last success at time 0 is 27 h old; one at 25 h is 2 h old (limit: 26 h).
+    // Samples 4 minutes apart stay within the 5 minute lookback, so the series never goes stale.
+    interval: "4m",
+    evalTime: "27h",
+    fire: [s("novacloud_backup_last_success_timestamp_seconds", { ...NODE, host: "db1" }, "0x420")],
+    quiet: [s("novacloud_backup_last_success_timestamp_seconds", { ...NODE, host: "db1" }, "90000x420")],
+    labels: { ...NODE, host: "db1" },
+  },
+  CertificateExpiringSoon: {
+    // Expiring 10 days after the test starts, against 60 days.
+    interval: "5m",
+    evalTime: "2h",
+    fire: [s("probe_ssl_earliest_cert_expiry", SITE, "864000x30")],
+    quiet: [s("probe_ssl_earliest_cert_expiry", SITE, "5184000x30")],
+    labels: SITE,
+  },
+  RedisDown: { interval: "1m", evalTime: "5m", fire: [s("redis_up", REDIS, "0x10")], quiet: [s("redis_up", REDIS, "1x10")], labels: REDIS },
+  RedisPrimaryChanged: {
+    // cache2 was a replica for 10 minutes, then Sentinel promoted it; in the quiet twin it has
+    // been the primary all along.
+    interval: "1m",
+    evalTime: "15m",
+    fire: [
+      s("redis_instance_info", { ...REDIS, instance: "10.0.0.42:9121", host: "cache2", role: "slave" }, "1x10"),
+      s("redis_instance_info", { ...REDIS, instance: "10.0.0.42:9121", host: "cache2", role: "master" }, "_x10 1x20"),
+    ],
+    quiet: [s("redis_instance_info", { ...REDIS, instance: "10.0.0.42:9121", host: "cache2", role: "master" }, "1x30")],
+    labels: { ...REDIS, instance: "10.0.0.42:9121", host: "cache2", role: "master" },
+  },
+  MqttBrokerUnreachable: {
+    // The quiet twin has the site's probe failing: that is SiteDown's, not this alert's.
+    interval: "1m",
+    evalTime: "5m",
+    fire: [s("probe_success", MQTT, "0x10")],
+    quiet: [s("probe_success", MQTT, "1x10"), s("probe_success", SITE, "0x10")],
+    labels: MQTT,
+  },
+  SiteDown: {
+    interval: "1m",
+    evalTime: "5m",
+    fire: [s("probe_success", SITE, "0x10")],
+    quiet: [s("probe_success", SITE, "1x10"), s("probe_success", MQTT, "0x10")],
+    labels: SITE,
+  },
+};
+
+describe.skipIf(!available)("promtool test rules: every alert fires on its case and stays quiet on its healthy twin", () => {
+  const c = cases.find((x) => x.name === "ha-monitored")!;
+  const rules = alertRules({ backupMaxAge: c.model.monitoring.backup_max_age });
+
+  it("has a case for every alert rule, and no case without a rule", () => {
+    expect(Object.keys(ALERT_CASES).sort()).toEqual(rules.map((r) => r.alert).sort());
+  });
+
+  for (const rule of rules) {
+    it(`${rule.alert}: fires, and stays quiet`, () => {
+      const ac = ALERT_CASES[rule.alert]!;
+      const f = monitorFiles(c);
+      const firing = `ALERTS{alertname="${rule.alert}",alertstate="firing"}`;
+      const tests = {
+        rule_files: [f.rules],
+        evaluation_interval: "1m",
+        tests: [
+          {
+            name: `${rule.alert} fires`,
+            interval: ac.interval,
+            input_series: ac.fire,
+            promql_expr_test: [
+              {
+                eval_time: ac.evalTime,
+                expr: firing,
+                exp_samples: [{ labels: selector("ALERTS", { alertname: rule.alert, alertstate: "firing", severity: rule.severity, ...ac.labels }), value: 1 }],
+              },
+            ],
+          },
+          {
+            name: `${rule.alert} stays quiet`,
+            interval: ac.interval,
+            input_series: ac.quiet,
+            // Not this alert, neither pending nor firing (a twin may fire another one on purpose).
+            promql_expr_test: [{ eval_time: ac.evalTime, expr: `ALERTS{alertname="${rule.alert}"}`, exp_samples: [] }],
+          },
+        ],
+      };
+      const file = f.box.write("tests.yml", JSON.stringify(tests, null, 2));
+      const result = run("promtool", ["test", "rules", file]);
+      expect(result.code, result.output).toBe(0);
+      expect(result.output).toContain("SUCCESS");
+    });
+  }
+});
