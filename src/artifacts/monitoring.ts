@@ -320,7 +320,7 @@ function monitoringSteps(ctx: HostContext): Step[] {
         action: {
           kind: "manual",
           lines: [
-            "On your own machine (they listen on this host's loopback only):",
+            "On your own machine (they listen on this host's loopback only; use the address you SSH to):",
             `ssh -N ${ssh}-L ${LOCAL_PORTS.prometheus}:127.0.0.1:${LOCAL_PORTS.prometheus} -L ${LOCAL_PORTS.alertmanager}:127.0.0.1:${LOCAL_PORTS.alertmanager} ${model.ansible.user}@${host.address}`,
             `then open http://localhost:${LOCAL_PORTS.prometheus}/alerts and http://localhost:${LOCAL_PORTS.alertmanager}/`,
           ],

@@ -52,15 +52,16 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean,
     }
   }
   // With a monitor host: the exporters (their packages' default ports, src/model/monitoring.ts)
-  // and the monitor's own daemons. No model field sets them, so a clash names the other field.
+  // and the monitor's own daemons. No model field sets them (field "monitoring"), so a clash
+  // names the other field, which was written.
   if (monitored) {
-    for (const e of exportersOf(host)) ports.push({ port: EXPORTERS[e].port, field: `monitoring (${EXPORTERS[e].description})`, service: EXPORTERS[e].description });
-    if (has("web")) ports.push({ port: LOCAL_PORTS.nginxStatus, field: "monitoring (nginx stub_status)", service: "nginx stub_status" });
+    for (const e of exportersOf(host)) ports.push({ port: EXPORTERS[e].port, field: "monitoring", service: EXPORTERS[e].description });
+    if (has("web")) ports.push({ port: LOCAL_PORTS.nginxStatus, field: "monitoring", service: "nginx stub_status" });
     if (has("monitor")) {
-      ports.push({ port: LOCAL_PORTS.prometheus, field: "monitoring (Prometheus)", service: "Prometheus" });
-      ports.push({ port: LOCAL_PORTS.alertmanager, field: "monitoring (Alertmanager)", service: "Alertmanager" });
+      ports.push({ port: LOCAL_PORTS.prometheus, field: "monitoring", service: "Prometheus" });
+      ports.push({ port: LOCAL_PORTS.alertmanager, field: "monitoring", service: "Alertmanager" });
       // Alertmanager's cluster port 9094 is switched off (--cluster.listen-address=): one instance.
-      ports.push({ port: LOCAL_PORTS.blackbox, field: "monitoring (blackbox exporter)", service: "blackbox exporter" });
+      ports.push({ port: LOCAL_PORTS.blackbox, field: "monitoring", service: "blackbox exporter" });
     }
   }
   return ports;

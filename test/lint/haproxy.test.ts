@@ -47,7 +47,7 @@ function prepare(ctx: HostContext, edit: (cfg: string) => string = (c) => c) {
 
 describe.skipIf(!available)("haproxy -c", () => {
   it("has a case for every lb host (ha-cluster, ha-sentinel) and the quoting variant", () => {
-    expect(cases.map((c) => c.name)).toEqual(["ha-cluster", "ha-sentinel", "ha-sentinel with a nasty stats password"]);
+    expect(cases.map((c) => c.name)).toEqual(["ha-cluster", "ha-monitored", "ha-sentinel", "ha-sentinel with a nasty stats password"]);
   });
 
   describe.each(cases)("$name", ({ ctx }) => {
