@@ -101,7 +101,9 @@ export function alertRules(options: { readonly backupMaxAge: string }): AlertRul
     },
     {
       alert: "HaproxyBackendDown",
-      expr: `haproxy_backend_active_servers{job='${EXPORTERS["haproxy-metrics"].job}'} == 0`,
+      // A backend with servers none of which is UP (haproxy_backend_active_servers would also
+      // count the stats proxy, which has no servers, as a backend without one).
+      expr: `max by (job, instance, host, proxy) (haproxy_server_status{job='${EXPORTERS["haproxy-metrics"].job}',state='UP'}) == 0`,
       for: "1m",
       severity: "critical",
       summary: "HAProxy backend {{ $labels.proxy }} has no server up",

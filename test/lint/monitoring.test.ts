@@ -167,8 +167,15 @@ const ALERT_CASES: Record<string, AlertCase> = {
   HaproxyBackendDown: {
     interval: "1m",
     evalTime: "5m",
-    fire: [s("haproxy_backend_active_servers", { ...HAPROXY, proxy: "be_web" }, "0x10")],
-    quiet: [s("haproxy_backend_active_servers", { ...HAPROXY, proxy: "be_web" }, "3x10")],
+    // HAProxy 2.6 exports one series per server and state (checked against haproxy -db).
+    fire: [
+      s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app1", state: "UP" }, "0x10"),
+      s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app2", state: "UP" }, "0x10"),
+    ],
+    quiet: [
+      s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app1", state: "UP" }, "0x10"),
+      s("haproxy_server_status", { ...HAPROXY, proxy: "be_web", server: "app2", state: "UP" }, "1x10"),
+    ],
     labels: { ...HAPROXY, proxy: "be_web" },
   },
   HaproxyServerDown: {
