@@ -12,7 +12,8 @@ import type { Model } from "../../src/model/normalize.js";
 import { render } from "../../src/render.js";
 import type { Tree } from "../../src/tree.js";
 import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
-import { programsAvailable, relocate, run, sandbox, type Sandbox } from "../helpers/programs.js";
+import { nginxMainConf } from "../helpers/nginx.js";
+import { freePort, programsAvailable, relocate, run, sandbox, startServer, stopAll, waitFor, type Sandbox } from "../helpers/programs.js";
 
 const available = programsAvailable("monitoring lint", {
   promtool: "prometheus",
@@ -21,9 +22,12 @@ const available = programsAvailable("monitoring lint", {
 });
 
 const boxes: Sandbox[] = [];
-afterAll(() => {
+afterAll(async () => {
+  await stopAll();
   for (const b of boxes) b.cleanup();
 });
+
+const nginxAvailable = programsAvailable("monitoring: nginx stub_status and its exporter", { nginx: "nginx", "prometheus-nginx-exporter": "prometheus-nginx-exporter" });
 
 const NASTY_SMTP = `sm"tp 'pw' \\n {{ .x }} #not-a-comment: - [a] & *b`;
 
@@ -88,6 +92,43 @@ describe.skipIf(!available)("Prometheus, Alertmanager and the blackbox exporter 
         const line = /^\s*smtp_auth_password: (.*)$/m.exec(config);
         expect(JSON.parse(line![1]!)).toBe(c.smtpPassword);
       }
+    });
+  }
+});
+
+describe.skipIf(!nginxAvailable)("nginx's stub_status and the nginx exporter, from the rendered files", () => {
+  for (const c of cases) {
+    it(`${c.name}: stub_status answers on loopback, the exporter reads it (nginx_up 1)`, async () => {
+      const paths = pathsOf(c.model);
+      const web = c.model.topology.web[0]!;
+      const box = sandbox("ncr-stub-status-");
+      boxes.push(box);
+      const ports = { status: await freePort(), exporter: await freePort() };
+      const stub = c.tree.get(`${web.name}${paths.nginxStubStatus}`)!.content;
+      const mapping = { "127.0.0.1:8091": `127.0.0.1:${ports.status}` };
+      box.write("logs/.keep", "");
+      box.write("tmp/.keep", "");
+      const site = box.write("stub-status.conf", relocate(stub, mapping));
+      const conf = box.write("nginx.conf", nginxMainConf(box.dir, site, { daemonOff: true }));
+      const test = run("nginx", ["-t", "-p", `${box.dir}/`, "-c", conf]);
+      expect(test.code, test.output).toBe(0);
+      expect(test.output).not.toMatch(/\[warn\]|\[emerg\]/);
+      startServer("nginx", ["-p", `${box.dir}/`, "-c", conf]);
+      const get = async (path: string) => fetch(`http://127.0.0.1:${ports.status}${path}`).catch(() => undefined);
+      await waitFor("nginx's stub_status", async () => (await get("/stub_status"))?.ok === true);
+      expect(await (await get("/stub_status"))!.text()).toMatch(/^Active connections: \d+/);
+      expect((await get("/"))!.status).toBe(404);
+      // The exporter with the rendered ARGS, listening where its loopback port was moved to.
+      const defaults = c.tree.get(`${web.name}/etc/default/prometheus-nginx-exporter`)!.content;
+      const args = /^ARGS="(.*)"$/m.exec(relocate(defaults, { ...mapping, [`${web.name === c.model.topology.monitor!.name ? "127.0.0.1" : web.address}:9113`]: `127.0.0.1:${ports.exporter}` }))![1]!.split(" ");
+      expect(args).toContain(`-web.listen-address=127.0.0.1:${ports.exporter}`);
+      const exporter = startServer("prometheus-nginx-exporter", args);
+      await waitFor("nginx_up 1 from the exporter", async () => {
+        const r = await fetch(`http://127.0.0.1:${ports.exporter}/metrics`).catch(() => undefined);
+        return r?.ok === true && /^nginx_up 1$/m.test(await r.text());
+      }).catch((e: Error) => {
+        throw new Error(`${e.message}\n${exporter.output()}`);
+      });
     });
   }
 });
