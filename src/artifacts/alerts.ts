@@ -56,7 +56,8 @@ export function alertRules(options: { readonly backupMaxAge: string }): AlertRul
     },
     {
       alert: "DiskFillingUp",
-      expr: `(node_filesystem_avail_bytes{${REAL_FS}} / node_filesystem_size_bytes{${REAL_FS}} < 0.40) and (predict_linear(node_filesystem_avail_bytes{${REAL_FS}}[6h], 24 * 3600) < 0) and (node_filesystem_readonly{${REAL_FS}} == 0)`,
+      // The selector once per operand the others match on (same labels), not on every one.
+      expr: `(node_filesystem_avail_bytes{${REAL_FS}} / node_filesystem_size_bytes < 0.40) and (predict_linear(node_filesystem_avail_bytes{${REAL_FS}}[6h], 24 * 3600) < 0) and (node_filesystem_readonly == 0)`,
       for: "1h",
       severity: "warning",
       summary: "{{ $labels.mountpoint }} on {{ $labels.host }} fills up within 24 hours",
@@ -65,7 +66,7 @@ export function alertRules(options: { readonly backupMaxAge: string }): AlertRul
     },
     {
       alert: "DiskAlmostFull",
-      expr: `(node_filesystem_avail_bytes{${REAL_FS}} / node_filesystem_size_bytes{${REAL_FS}} < 0.10) and (node_filesystem_readonly{${REAL_FS}} == 0)`,
+      expr: `(node_filesystem_avail_bytes{${REAL_FS}} / node_filesystem_size_bytes < 0.10) and (node_filesystem_readonly == 0)`,
       for: "15m",
       severity: "critical",
       summary: "{{ $labels.mountpoint }} on {{ $labels.host }} has less than 10 % free",

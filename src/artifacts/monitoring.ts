@@ -293,7 +293,7 @@ function monitoringSteps(ctx: HostContext): Step[] {
   steps.push({
     id: "monitoring.exporters",
     phase: "services",
-    title: "Restart the exporters",
+    title: has(ctx, "monitor") ? "Restart the exporters, Prometheus, Alertmanager and the blackbox exporter" : "Restart the exporters",
     action: { kind: "service", units: [...units, ...monitorUnits], enable: true, state: "restarted" },
     why: "The packages start them with Debian's defaults (listening on every address); they read the rendered /etc/default files only at a restart.",
   });
