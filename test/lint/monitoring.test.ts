@@ -133,6 +133,45 @@ describe.skipIf(!nginxAvailable)("nginx's stub_status and the nginx exporter, fr
   }
 });
 
+const redisAvailable = programsAvailable("monitoring: the Redis exporter", { "redis-server": "redis-server", "prometheus-redis-exporter": "prometheus-redis-exporter" });
+
+/** The variables of an EnvironmentFile= as systemd reads them ("..." with \\ \" \` \$ escapes). */
+function environmentFile(text: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const m of text.matchAll(/^([A-Z_]+)=(.*)$/gm)) vars[m[1]!] = m[2]!.startsWith('"') ? m[2]!.slice(1, -1).replace(/\\(.)/g, "$1") : m[2]!;
+  return vars;
+}
+
+describe.skipIf(!redisAvailable)("the Redis exporter from its rendered settings", () => {
+  it("logs in with the password from REDIS_PASSWORD (quoting hazards included) and reports redis_up 1", async () => {
+    const f = loadFixture("ha-monitored");
+    const password = `re"dis 'pw' $HOME \\x #c`;
+    const tree = render(f.model, { ...f.sources, env: { ...f.sources.env, NOVACLOUD_REDIS_PASSWORD: password } });
+    const host = f.model.topology.redis[0]!;
+    const ports = { redis: await freePort(), exporter: await freePort() };
+    const box = sandbox("ncr-redis-exporter-");
+    boxes.push(box);
+    // Redis itself with that password (the Redis family's files are tested in test/lint/redis.test.ts).
+    const conf = box.write("redis.conf", `port ${ports.redis}\nbind 127.0.0.1\nsave ""\ndir ${box.dir}\nrequirepass "${password.replace(/(["\\])/g, "\\$1")}"\n`);
+    startServer("redis-server", [conf]);
+    const settings = environmentFile(
+      relocate(tree.get(`${host.name}/etc/default/prometheus-redis-exporter`)!.content, {
+        [`${host.address}:9121`]: `127.0.0.1:${ports.exporter}`,
+        [`127.0.0.1:${f.model.redis.port}`]: `127.0.0.1:${ports.redis}`,
+      }),
+    );
+    expect(settings.REDIS_PASSWORD).toBe(password);
+    expect(settings.ARGS).not.toContain(password);
+    const exporter = startServer("prometheus-redis-exporter", settings.ARGS!.split(" "), { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", REDIS_PASSWORD: settings.REDIS_PASSWORD! } });
+    await waitFor("redis_up 1 from the exporter", async () => {
+      const r = await fetch(`http://127.0.0.1:${ports.exporter}/metrics`).catch(() => undefined);
+      return r?.ok === true && /^redis_up 1$/m.test(await r.text());
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\n${exporter.output()}`);
+    });
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // promtool test rules: each alert fires on a case made for it, and stays quiet on its healthy twin.
 
