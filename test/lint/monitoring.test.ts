@@ -5,6 +5,7 @@
  * SMTP password full of YAML hazards; and `promtool test rules`: every alert rule has a case
  * that fires it and one that keeps it quiet.
  */
+import { mkdirSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { alertRules } from "../../src/artifacts/alerts.js";
 import { pathsOf } from "../../src/artifacts/paths.js";
@@ -13,6 +14,7 @@ import { render } from "../../src/render.js";
 import type { Tree } from "../../src/tree.js";
 import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
 import { nginxMainConf } from "../helpers/nginx.js";
+import { asPostgres, BIN, giveToPostgres, stopCluster } from "../helpers/postgres.js";
 import { freePort, programsAvailable, relocate, run, sandbox, startServer, stopAll, waitFor, type Sandbox } from "../helpers/programs.js";
 
 const available = programsAvailable("monitoring lint", {
@@ -22,8 +24,10 @@ const available = programsAvailable("monitoring lint", {
 });
 
 const boxes: Sandbox[] = [];
+const dataDirs: string[] = [];
 afterAll(async () => {
   await stopAll();
+  for (const dir of dataDirs) await stopCluster(dir);
   for (const b of boxes) b.cleanup();
 });
 
@@ -170,6 +174,58 @@ describe.skipIf(!redisAvailable)("the Redis exporter from its rendered settings"
       throw new Error(`${e.message}\n${exporter.output()}`);
     });
   });
+});
+
+const pgAvailable = programsAvailable("monitoring: the PostgreSQL exporter's standby query", {
+  [`${BIN}/initdb`]: "postgresql-15",
+  [`${BIN}/pg_basebackup`]: "postgresql-15",
+  [`${BIN}/psql`]: "postgresql-client-15",
+  runuser: "util-linux",
+});
+
+describe.skipIf(!pgAvailable)("the PostgreSQL exporter's standby query on a real primary and standby", () => {
+  it("as the exporter's pg_monitor role: the primary is no standby; the streaming standby has one WAL receiver and no replay lag", async () => {
+    const c = cases.find((x) => x.name === "ha-monitored")!;
+    const text = c.tree.get(`db1${pathsOf(c.model).postgresExporterQueries}`)!.content;
+    // The folded block scalar under query: (its lines joined by blanks, as YAML reads `>-`).
+    const block = /^ {2}query: >-\n((?: {4}.*\n)+)/m.exec(text)![1]!;
+    const query = block.split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ");
+    const b = sandbox("ncr-pg-standby-query-");
+    boxes.push(b);
+    const start = async (name: string, data: string) => {
+      const socket = b.path(name, "socket");
+      mkdirSync(socket, { recursive: true });
+      giveToPostgres(b.path(name));
+      giveToPostgres(socket);
+      const port = await freePort();
+      dataDirs.push(data);
+      const r = asPostgres(`${BIN}/pg_ctl`, ["-D", data, "-l", b.path(name, "server.log"), "-w", "-t", "60", "start", "-o", `-p ${port} -k ${socket} -c listen_addresses='' -c fsync=off`]);
+      expect(r.code, r.output).toBe(0);
+      return { socket, port };
+    };
+    const sql = (at: { socket: string; port: number }, q: string, user = "postgres") =>
+      asPostgres(`${BIN}/psql`, ["-X", "-At", "-F", " ", "-v", "ON_ERROR_STOP=1", "-h", at.socket, "-p", String(at.port), "-U", user, "-d", "postgres", "-c", q]);
+    mkdirSync(b.path("primary", "data"), { recursive: true });
+    giveToPostgres(b.path("primary"));
+    giveToPostgres(b.path("primary", "data"));
+    const init = asPostgres(`${BIN}/initdb`, ["-D", b.path("primary", "data"), "-U", "postgres", "--auth-local=trust", "-E", "UTF8", "--locale=C", "--no-sync"]);
+    expect(init.code, init.output).toBe(0);
+    const primary = await start("primary", b.path("primary", "data"));
+    // The exporter's role as the primary's runbook makes it (pg_monitor, nothing more); the
+    // standby gets it by replication. The query runs as that role, as the exporter does.
+    const role = sql(primary, "CREATE ROLE prometheus LOGIN; GRANT pg_monitor TO prometheus");
+    expect(role.code, role.output).toBe(0);
+    mkdirSync(b.path("standby"), { recursive: true });
+    giveToPostgres(b.path("standby"));
+    const clone = run("runuser", ["-u", "postgres", "--", `${BIN}/pg_basebackup`, "-h", primary.socket, "-p", String(primary.port), "-U", "postgres", "-D", b.path("standby", "data"), "-R", "-X", "stream", "--checkpoint=fast"], { timeoutMs: 90_000 });
+    expect(clone.code, clone.output).toBe(0);
+    const standby = await start("standby", b.path("standby", "data"));
+    expect(sql(primary, query, "prometheus").stdout.trim()).toBe("0 0 0");
+    await waitFor("the standby streaming", () => sql(standby, query, "prometheus").stdout.trim() === "1 1 0", 30_000);
+    // The primary gone: the standby has no WAL receiver streaming (PostgresqlStandbyNotStreaming).
+    await stopCluster(b.path("primary", "data"));
+    await waitFor("the standby no longer streaming", () => /^1 0 /.test(sql(standby, query, "prometheus").stdout.trim()), 30_000);
+  }, 120_000);
 });
 
 // ---------------------------------------------------------------------------------------------
