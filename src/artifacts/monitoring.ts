@@ -85,7 +85,7 @@ function nodeExporterFile(ctx: HostContext): FileSpec {
     about: [
       `node_exporter: this host's CPU, memory, disks and systemd units, on ${listen} for Prometheus on ${ctx.model.topology.monitor!.name}.`,
       "The systemd collector shows failed units (a NovaCloud service, the backup); the textfile",
-      `collector reads *.prom files in ${ctx.paths.metricsDir} (backup.sh writes its last success there).`,
+      `collector reads *.prom files in ${ctx.paths.metricsDir}${backsUp(ctx) ? " (backup.sh writes its last success there)" : ""}.`,
     ],
     env: [],
     args: [`--web.listen-address=${listen}`, "--collector.systemd", `--collector.textfile.directory=${ctx.paths.metricsDir}`],
