@@ -191,6 +191,18 @@ export function exportsPath(value: string): string {
 }
 
 /** Which reader an env file is for: systemd/bash on hosts, Compose in the Compose bundle. */
+/**
+ * A YAML scalar (Prometheus, Alertmanager and blackbox exporter configs): always a
+ * double-quoted string, whose JSON escapes YAML reads the same, so no value can turn into a
+ * number, a boolean, a null or a mapping. U+2028/U+2029 are line breaks to YAML 1.1 readers
+ * (Go's yaml.v2) and the BOM is a stream marker: refused with the control characters.
+ */
+export function yaml(value: string): string {
+  assertNoControl(value, "a YAML file");
+  if (/[\u2028\u2029\ufeff]/.test(value)) throw new UnsafeValueError("a YAML file", "it contains a Unicode line separator or byte order mark");
+  return JSON.stringify(value);
+}
+
 export type EnvDialect = "systemd" | "compose";
 
 /** `{{ value | env(dialect) }}`: the env-file quoting for that reader. */
@@ -215,6 +227,7 @@ export const QUOTE_FILTERS = {
   mosquitto,
   composeEnv,
   exports: exportsPath,
+  yaml,
 } as const;
 
 /**

@@ -14,6 +14,7 @@ import { firewallFamily } from "./artifacts/firewall.js";
 import { haproxyFamily } from "./artifacts/haproxy.js";
 import { logrotateFamily } from "./artifacts/logrotate.js";
 import { mediaFamily } from "./artifacts/media.js";
+import { monitoringFamily } from "./artifacts/monitoring.js";
 import { mosquittoFamily } from "./artifacts/mosquitto.js";
 import { nginxFamily } from "./artifacts/nginx.js";
 import { postgresFamily } from "./artifacts/postgres.js";
@@ -51,6 +52,8 @@ export const HOST_FAMILIES: readonly HostFamily[] = [
   sysctlFamily,
   firewallFamily,
   certbotFamily,
+  // Last: its exporters restart once the services they read are configured and running.
+  monitoringFamily,
 ];
 
 export interface RenderOptions extends SecretSources {

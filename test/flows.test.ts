@@ -152,6 +152,97 @@ describe("the flow table decides who may connect", () => {
   }
 });
 
+/**
+ * Monitoring: Prometheus' targets are the model's hosts and roles, each exporter listens where
+ * Prometheus looks for it, and the firewall admits no one but the monitor host to an exporter.
+ * The expectations come from the roles and the packages' default ports, not from the code that
+ * renders them.
+ */
+const EXPORTER_JOBS: readonly { job: string; port: number; unit: string | undefined; roles: readonly string[] }[] = [
+  { job: "node", port: 9100, unit: "prometheus-node-exporter", roles: [] },
+  { job: "postgres", port: 9187, unit: "prometheus-postgres-exporter", roles: ["db", "db-standby"] },
+  { job: "redis", port: 9121, unit: "prometheus-redis-exporter", roles: ["redis"] },
+  { job: "nginx", port: 9113, unit: "prometheus-nginx-exporter", roles: ["web"] },
+  { job: "haproxy", port: 8405, unit: undefined, roles: ["lb"] },
+];
+const EXPORTER_PORTS = new Set(EXPORTER_JOBS.map((e) => e.port));
+
+/** job -> "target host" pairs of a rendered prometheus.yml (static_configs with a host label). */
+function scrapeConfig(text: string): Map<string, string[]> {
+  const jobs = new Map<string, string[]>();
+  let job = "";
+  let targets: string[] = [];
+  for (const line of text.split("\n")) {
+    const j = /^ {2}- job_name: "([^"]+)"$/.exec(line);
+    if (j) jobs.set((job = j[1]!), []);
+    const t = /^ {6}- targets: \[(.*)\]$/.exec(line);
+    if (t) targets = JSON.parse(`[${t[1]}]`) as string[];
+    const h = /^ {10}host: "([^"]+)"$/.exec(line);
+    if (h && targets.length > 0) {
+      for (const target of targets) jobs.get(job)!.push(`${target} ${h[1]}`);
+      targets = [];
+    }
+  }
+  return jobs;
+}
+
+describe("monitoring: scrape targets, exporter addresses and the firewall agree with the model", () => {
+  const monitored = CASES.filter((c) => c.model.topology.monitor !== undefined);
+  it("has monitored fixtures, one with a separate monitor host", () => {
+    expect(monitored.map((c) => c.fixture)).toEqual(["ha-monitored", "single-node"]);
+    expect(monitored[0]!.model.topology.monitor!.roles.size).toBe(1);
+  });
+
+  for (const c of monitored) {
+    const monitor = c.model.topology.monitor!;
+    const p = pathsOf(c.model);
+
+    it(`${c.fixture}: Prometheus scrapes exactly the exporters of the model's hosts and roles`, () => {
+      const jobs = scrapeConfig(file(c, monitor, p.prometheusConfig)!);
+      for (const e of EXPORTER_JOBS) {
+        const hosts = c.model.topology.hosts.filter((h) => e.roles.length === 0 || e.roles.some((r) => h.roles.has(r as never)));
+        const expected = hosts.map((h) => `${h.name === monitor.name ? "127.0.0.1" : h.address}:${e.port} ${h.name}`);
+        expect(sorted(jobs.get(e.job) ?? []), e.job).toEqual(sorted(expected));
+      }
+      // Besides the exporters: Prometheus, Alertmanager and the blackbox exporter on loopback, and the probes.
+      const others = [...jobs.keys()].filter((j) => !EXPORTER_JOBS.some((e) => e.job === j));
+      expect(sorted(others)).toEqual(sorted(["prometheus", "alertmanager", "blackbox", "blackbox-https", ...(c.model.mqtt.tls_port !== undefined ? ["blackbox-mqtt"] : [])]));
+      for (const j of ["prometheus", "alertmanager", "blackbox"]) expect(jobs.get(j)!.every((t) => t.startsWith("127.0.0.1:")), j).toBe(true);
+    });
+
+    for (const host of c.model.topology.hosts) {
+      it(`${c.fixture}/${host.name}: each exporter listens where Prometheus scrapes it, and only the monitor host may reach it`, () => {
+        const listenAt = host.name === monitor.name ? "127.0.0.1" : host.address;
+        for (const e of EXPORTER_JOBS) {
+          const runs = e.roles.length === 0 || e.roles.some((r) => host.roles.has(r as never));
+          if (e.unit !== undefined) {
+            const settings = file(c, host, `/etc/default/${e.unit}`);
+            if (!runs) {
+              expect(settings, `${e.unit} on ${host.name}`).toBeUndefined();
+              continue;
+            }
+            const args = lines(settings).find((l) => l.startsWith("ARGS="))!;
+            expect(args).toMatch(new RegExp(`-web\\.listen-address=${listenAt.replace(/\./g, "\\.")}:${e.port}[" ]`));
+          } else if (runs) {
+            const bind = lines(file(c, host, p.haproxyConfig)).map((l) => l.trim()).filter((l) => l.startsWith("bind ") && l.endsWith(`:${e.port}`));
+            expect(bind).toEqual([`bind ${listenAt}:${e.port}`]);
+          }
+        }
+        // ufw: every rule for an exporter port comes from the monitor host's address, and only
+        // remote exporters get one; no exporter port is open to anyone.
+        const rules = lines(file(c, host, p.firewallScript)).filter((l) => /^ufw (allow|limit) /.test(l));
+        const exporterRules = rules.filter((l) => EXPORTER_PORTS.has(Number(/port (\d+)/.exec(l)?.[1] ?? /^ufw (?:allow|limit) (\d+)\//.exec(l)?.[1])));
+        const expectedPorts = host.name === monitor.name ? [] : EXPORTER_JOBS.filter((e) => e.roles.length === 0 || e.roles.some((r) => host.roles.has(r as never))).map((e) => e.port);
+        expect(exporterRules.map((l) => /^ufw allow proto tcp from (\S+) to any port (\d+) /.exec(l)?.slice(1).join(":"))).toEqual(
+          expectedPorts.map((port) => `${monitor.address}:${port}`),
+        );
+        // The monitor's own daemons are on loopback: no rule opens them.
+        for (const port of [9090, 9093, 9094, 9115]) expect(rules.some((l) => new RegExp(`port ${port}\\b|^ufw allow ${port}/`).test(l)), `port ${port}`).toBe(false);
+      });
+    }
+  }
+});
+
 describe("novacloud-render flows", () => {
   const cli = join(ROOT, "dist", "cli.js");
   const model = join(ROOT, "fixtures", "ha-cluster", "novacloud.toml");

@@ -15,6 +15,7 @@ import { runsDjango } from "../model/normalize.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
+import { BACKUP_METRIC } from "./alerts.js";
 import { onCalendar } from "./calendar.js";
 import { has, required, type HostContext, type HostFamily } from "./context.js";
 import { absent, directory, type Step } from "./steps.js";
@@ -82,6 +83,20 @@ function backupJob(ctx: HostContext) {
 
 type BackupJob = NonNullable<ReturnType<typeof backupJob>>;
 
+/** True when the host has a backup job (monitoring gives its account the textfile directory). */
+export function backsUp(ctx: HostContext): boolean {
+  return backupJob(ctx) !== undefined;
+}
+
+/**
+ * Where backup.sh records its last success for node_exporter's textfile collector, when the
+ * model is monitored (the BackupTooOld alert reads it).
+ */
+function successMetric(ctx: HostContext) {
+  if (ctx.model.topology.monitor === undefined) return undefined;
+  return { dir: ctx.paths.metricsDir, file: `${ctx.paths.metricsDir}/backup.prom`, name: BACKUP_METRIC };
+}
+
 function scriptView(ctx: HostContext, job: BackupJob) {
   const { model } = ctx;
   const project = model.project;
@@ -96,6 +111,7 @@ function scriptView(ctx: HostContext, job: BackupJob) {
     media: job.media,
     age: job.age,
     envFile: job.envFile,
+    metric: successMetric(ctx),
   };
 }
 
@@ -113,6 +129,7 @@ function serviceView(ctx: HostContext, job: BackupJob) {
     database: job.database,
     // Only rclone talks to another host; everything else stays on loopback.
     network: job.media?.kind === "s3",
+    metricsDir: successMetric(ctx)?.dir,
     protectClock: model.caps.systemd.protectClock,
   };
 }

@@ -107,6 +107,20 @@ export function fileRules(ctx: HostContext): Map<string, FileHandling> {
   rules.set(paths.logrotate, NOTHING("logrotate reads it at its next daily run"));
   rules.set(paths.firewallScript, { effects: [{ kind: "rerun", step: "firewall.enable" }], why: "the rules change when the script runs" });
   rules.set(paths.certbotDeployHook, { effects: [{ kind: "rerun", step: "certbot.deploy-hook" }], why: "the copies it makes change when it runs" });
+  // Monitoring: the /etc/default files are EnvironmentFile=s, read at start; Prometheus,
+  // Alertmanager and the blackbox exporter re-read their configuration on SIGHUP (their units'
+  // ExecReload), after the check their own tool makes; the nginx exporter's stub_status server
+  // is nginx's configuration.
+  for (const unit of ["prometheus-node-exporter", "prometheus-postgres-exporter", "prometheus-redis-exporter", "prometheus-nginx-exporter", "prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"]) {
+    rules.set(`/etc/default/${unit}`, { effects: [restartUnit(unit)], why: "the unit reads its settings (EnvironmentFile=) only when it starts" });
+  }
+  rules.set(paths.postgresExporterQueries, { effects: [restartUnit("prometheus-postgres-exporter")], why: "the exporter reads its queries only at start" });
+  const promCheck = `promtool check config ${shell(paths.prometheusConfig)}`;
+  rules.set(paths.prometheusConfig, { effects: [reloadUnit("prometheus", promCheck)], why: "Prometheus re-reads its configuration on SIGHUP" });
+  rules.set(paths.prometheusRules, { effects: [reloadUnit("prometheus", promCheck)], why: "Prometheus re-reads its rule files on SIGHUP" });
+  rules.set(paths.alertmanagerConfig, { effects: [reloadUnit("prometheus-alertmanager", `amtool check-config ${shell(paths.alertmanagerConfig)}`)], why: "Alertmanager re-reads its configuration on SIGHUP" });
+  rules.set(paths.blackboxConfig, { effects: [reloadUnit("prometheus-blackbox-exporter")], why: "the blackbox exporter re-reads its modules on SIGHUP" });
+  rules.set(paths.nginxStubStatus, nginx);
   rules.set(paths.runbook, NOTHING("documentation"));
   return rules;
 }

@@ -10,6 +10,7 @@ import type { Role } from "../model/schema.js";
 import { shell } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
+import { exporterListen, monitored } from "./monitoring.js";
 import { has, type HostContext, type HostFamily } from "./context.js";
 import { asgiHealthCheckPath, urlOf } from "./paths.js";
 import { reloadUnit } from "./effects.js";
@@ -26,6 +27,7 @@ export const HAPROXY_NAMES = {
   mqtt: "fe_mqtt",
   mqttBackend: "be_mqtt",
   stats: "stats",
+  metrics: "prometheus",
 } as const;
 
 /** fe_https terminates TLS: every request it forwards was HTTPS. */
@@ -117,6 +119,8 @@ function haproxyView(ctx: HostContext) {
       mqttTlsEnd(model) === "lb"
         ? { port: model.mqtt.tls_port!, domain: model.mqtt.domain, servers: mqttServers(ctx), check: mqttAnonymousConnect("haproxy-check") }
         : undefined,
+    // HAProxy's own Prometheus endpoint, for the monitor host (monitoring.ts decides the address).
+    metrics: monitored(model) ? { bind: exporterListen(ctx.flows, ctx.host, "haproxy-metrics") } : undefined,
     stats: {
       port: h.stats_port,
       // `stats auth` takes one argument, user:password, quoted as a whole.

@@ -164,6 +164,21 @@ export function pathsOf(model: Model) {
     sysctlConf: `/etc/sysctl.d/60-${n}.conf`,
     certbotDeployHook: `/etc/letsencrypt/renewal-hooks/deploy/${n}`,
     runbook: `/usr/local/share/doc/${n}/runbook.md`,
+    // Monitoring (Debian's prometheus-* packages: /etc/prometheus, settings in /etc/default)
+    prometheusConfig: "/etc/prometheus/prometheus.yml",
+    prometheusRules: `/etc/prometheus/${n}-alerts.yml`,
+    alertmanagerConfig: "/etc/prometheus/alertmanager.yml",
+    blackboxConfig: "/etc/prometheus/blackbox.yml",
+    postgresExporterQueries: `/etc/prometheus/${n}-postgres-queries.yml`,
+    /** The nginx server that answers stub_status on loopback, for the nginx exporter. */
+    nginxStubStatus: `/etc/nginx/conf.d/${n}-stub-status.conf`,
+    /**
+     * node_exporter's textfile collector directory: the backup account writes its last success
+     * here (Debian's /var/lib/prometheus/node-exporter belongs to root).
+     */
+    metricsDir: `/var/lib/${n}-metrics`,
+    /** Prometheus' storage (Debian's default --storage.tsdb.path). */
+    prometheusData: "/var/lib/prometheus/metrics2",
     /**
      * Rendered files as last applied, for a tool (root only, 0700): the rendered sentinel.conf
      * Sentinel rewrites once installed, and the files a step is run again for (the init SQL).

@@ -10,13 +10,14 @@
  * MQTT over TLS, SSH) are listed beside the flows.
  */
 import { mediaHosts, nfsServer } from "./media.js";
+import { EXPORTERS, exportersOf, type Exporter } from "./monitoring.js";
 import type { Host, Model, Topology } from "./normalize.js";
 
 /** What listens on the server side of a flow. */
-export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend" | "nfs";
+export type Service = "postgres" | "redis" | "sentinel" | "mqtt" | "mqtt-devices" | "nginx-backend" | "nfs" | Exporter;
 
 /** Who the client is, as far as the server is concerned (pg_hba.conf tells Django from replication and pg_rewind). */
-export type Client = "django" | "replication" | "rewind" | "sentinel" | "bridge" | "lb" | "media";
+export type Client = "django" | "replication" | "rewind" | "sentinel" | "bridge" | "lb" | "media" | "monitor";
 
 /** NFSv4 needs this one port (no rpcbind, no mountd): the export and the mount say vers 4 only. */
 export const NFS_PORT = 2049;
@@ -34,6 +35,11 @@ export const LISTENERS: Readonly<Record<Service, { readonly description: string;
   mqtt: { description: "MQTT (plain, private)", daemon: "Mosquitto", bindsPrivateAddress: true },
   "mqtt-devices": { description: "MQTT for devices (plain)", daemon: "Mosquitto", bindsPrivateAddress: true },
   nfs: { description: "NFS (media)", daemon: "nfsd", bindsPrivateAddress: false },
+  "node-exporter": { description: EXPORTERS["node-exporter"].description, daemon: "node_exporter", bindsPrivateAddress: true },
+  "postgres-exporter": { description: EXPORTERS["postgres-exporter"].description, daemon: "postgres_exporter", bindsPrivateAddress: true },
+  "redis-exporter": { description: EXPORTERS["redis-exporter"].description, daemon: "redis_exporter", bindsPrivateAddress: true },
+  "nginx-exporter": { description: EXPORTERS["nginx-exporter"].description, daemon: "nginx-prometheus-exporter", bindsPrivateAddress: true },
+  "haproxy-metrics": { description: EXPORTERS["haproxy-metrics"].description, daemon: "HAProxy", bindsPrivateAddress: true },
 };
 
 export interface Flow {
@@ -176,6 +182,12 @@ export function flowTable(model: Model): FlowTable {
   // Media on NFS: every other host that serves or writes uploads mounts the server's export.
   const media = nfsServer(model.media, t);
   if (media) add(mediaHosts(t.hosts), [media], NFS_PORT, "nfs", "media", "uploaded media (NFSv4)");
+
+  // Monitoring: Prometheus on the monitor host scrapes every exporter of every other host (its
+  // own over loopback), so each exporter listens privately and admits the monitor host only.
+  if (t.monitor) {
+    for (const h of t.hosts) for (const e of exportersOf(h)) add([t.monitor], [h], EXPORTERS[e].port, e, "monitor", "Prometheus");
+  }
   return { flows, entries: entries(model) };
 }
 

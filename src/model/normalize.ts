@@ -32,6 +32,8 @@ export interface Topology {
   readonly scheduler: Host | undefined;
   /** Hosts that run Django code (app, asgi, worker, scheduler): they get the .env and a venv. */
   readonly django: readonly Host[];
+  /** The host that runs Prometheus and Alertmanager (role monitor), if any. */
+  readonly monitor: Host | undefined;
   /** The one host whose update.sh runs migrations (first app host, else first Django host). */
   readonly migrator: Host | undefined;
 }
@@ -123,6 +125,7 @@ export function topologyOf(hosts: readonly Host[]): Topology {
     scheduler: withRole("scheduler")[0],
     django,
     migrator: app[0] ?? django[0],
+    monitor: withRole("monitor")[0],
   };
 }
 

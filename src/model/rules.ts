@@ -4,6 +4,7 @@
  */
 import type { ModelIssue } from "./errors.js";
 import { mediaHosts } from "./media.js";
+import { EXPORTERS, exportersOf, LOCAL_PORTS } from "./monitoring.js";
 import { accountNames, hostsOf, topologyOf, type Host, type Topology } from "./normalize.js";
 import { SNAKEOIL_CERTIFICATE, type ParsedModel, type Role } from "./schema.js";
 import { imageTagVersion, type SecretRef } from "./values.js";
@@ -16,7 +17,7 @@ export interface ServicePort {
 }
 
 /** Every port a host listens on, by the roles it plays (also used by the firewall). */
-export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean): ServicePort[] {
+export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean, monitored = false): ServicePort[] {
   const ports: ServicePort[] = [];
   const has = (r: Role) => host.roles.has(r);
   if (has("web")) {
@@ -48,6 +49,19 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
           ? { port: parsed.mqtt.device_port, field: "mqtt.device_port", service: "Mosquitto (devices)" }
           : { port: parsed.mqtt.tls_port, field: "mqtt.tls_port", service: "Mosquitto (TLS)" },
       );
+    }
+  }
+  // With a monitor host: the exporters (their packages' default ports, src/model/monitoring.ts)
+  // and the monitor's own daemons. No model field sets them (field "monitoring"), so a clash
+  // names the other field, which was written.
+  if (monitored) {
+    for (const e of exportersOf(host)) ports.push({ port: EXPORTERS[e].port, field: "monitoring", service: EXPORTERS[e].description });
+    if (has("web")) ports.push({ port: LOCAL_PORTS.nginxStatus, field: "monitoring", service: "nginx stub_status" });
+    if (has("monitor")) {
+      ports.push({ port: LOCAL_PORTS.prometheus, field: "monitoring", service: "Prometheus" });
+      ports.push({ port: LOCAL_PORTS.alertmanager, field: "monitoring", service: "Alertmanager" });
+      // Alertmanager's cluster port 9094 is switched off (--cluster.listen-address=): one instance.
+      ports.push({ port: LOCAL_PORTS.blackbox, field: "monitoring", service: "blackbox exporter" });
     }
   }
   return ports;
@@ -206,6 +220,11 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   }
   const lbs = hosts.filter((h) => h.roles.has("lb"));
   for (const extra of lbs.slice(1)) add(rolesPath(extra), `only one host may have the role "lb" (${lbs[0]!.name} has it already)`);
+  const monitors = hosts.filter((h) => h.roles.has("monitor"));
+  for (const extra of monitors.slice(1)) {
+    add(rolesPath(extra), `only one host may have the role "monitor" (${monitors[0]!.name} has it already): two Prometheus servers would each send every alert`);
+  }
+  issues.push(...monitoringIssues(parsed, input, monitors.length > 0));
   const byAddress = new Map<string, string>();
   for (const h of hosts) {
     const first = byAddress.get(h.address);
@@ -265,7 +284,7 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
     // sshd listens on every host; the firewall keeps its port open.
     const ssh: ServicePort = { port: parsed.firewall.ssh_port, field: "firewall.ssh_port", service: "SSH" };
     const seen = new Map<number, ServicePort>([[ssh.port, ssh]]);
-    for (const p of servicePorts(parsed, h, t.lb !== undefined)) {
+    for (const p of servicePorts(parsed, h, t.lb !== undefined, t.monitor !== undefined)) {
       const owner = seen.get(p.port);
       if (owner === undefined) seen.set(p.port, p);
       else if (owner.service !== p.service) {
@@ -273,6 +292,26 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
         const [here, other] = input !== undefined && !writes(input, p.field) && writes(input, owner.field) ? [owner, p] : [p, owner];
         add(here.field, `port ${p.port} on host ${h.name} is also used by ${other.service} (${other.field}); ${here.service} needs another`);
       }
+    }
+  }
+  return issues;
+}
+
+/**
+ * [monitoring] configures Prometheus on the monitor host: written without one it would do
+ * nothing, which is an error rather than a silent no-op. Alerts go out through [email], which
+ * then needs a sender (Alertmanager refuses a mail receiver without smtp_from).
+ */
+function monitoringIssues(parsed: ParsedModel, input: unknown, hasMonitor: boolean): ModelIssue[] {
+  const issues: ModelIssue[] = [];
+  if (!hasMonitor && input !== undefined && writes(input, "monitoring")) {
+    issues.push({ path: "monitoring", message: 'has no effect: no host has the role "monitor" (add it to the host that should run Prometheus, or remove [monitoring])' });
+  }
+  if (parsed.monitoring.alert_email !== undefined) {
+    if (parsed.email === undefined) {
+      issues.push({ path: "monitoring.alert_email", message: "needs an [email] section: Alertmanager sends alerts through its SMTP server (host, port, user, password)" });
+    } else if (parsed.email.from === undefined) {
+      issues.push({ path: "email.from", message: "is required with monitoring.alert_email: Alertmanager needs a sender address for the alerts it mails" });
     }
   }
   return issues;

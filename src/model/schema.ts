@@ -49,6 +49,7 @@ export const ROLES = [
   "redis",
   "redis-sentinel",
   "mqtt",
+  "monitor",
 ] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -420,6 +421,22 @@ const haproxy = z
   .prefault({})
   .describe("HAProxy on the lb host.");
 
+const monitoring = z
+  .strictObject({
+    scrape_interval: duration().default("30s").describe("How often Prometheus scrapes every exporter and evaluates the alert rules."),
+    retention: duration().default("15d").describe("How long Prometheus keeps its samples (--storage.tsdb.retention.time)."),
+    alert_email: email()
+      .optional()
+      .describe("Where Alertmanager mails alerts, through the [email] SMTP server (which then needs from). Without it, alerts show in Alertmanager only."),
+    backup_max_age: duration()
+      .default("26h")
+      .describe("A host whose last successful backup is older than this raises BackupTooOld (a daily schedule plus slack)."),
+  })
+  .prefault({})
+  .describe(
+    "Prometheus and Alertmanager on the host with the role monitor (only with one): node_exporter on every host, an exporter per role, blackbox probes of the public site and MQTT over TLS, and alert rules.",
+  );
+
 const compose = z
   .strictObject({
     build: z
@@ -474,6 +491,7 @@ export const modelSchema = z
     firewall,
     haproxy,
     ansible,
+    monitoring,
     compose,
   })
   .describe("A NovaCloud deployment: what runs where, and how.");

@@ -51,7 +51,7 @@ const lbFixtures = fixtureNames().filter((n) => hostContexts(n).some((c) => c.ho
 
 describe("HAProxy family", () => {
   it("renders haproxy.cfg only on the lb host", () => {
-    expect(lbFixtures).toEqual(["ha-cluster", "ha-sentinel"]);
+    expect(lbFixtures).toEqual(["ha-cluster", "ha-monitored", "ha-sentinel"]);
     for (const name of fixtureNames()) {
       for (const ctx of hostContexts(name)) {
         const files = haproxyFamily.files(ctx);

@@ -64,11 +64,11 @@ const cases = fixtureNames().flatMap((name) => webHosts(hostContexts(name)).map(
 
 describe("nginx family", () => {
   it("covers every web host of every fixture", () => {
-    // single-node, minimal, options, pg12: one each; ha-cluster: 3; ha-sentinel: 2; compose: none.
+    // single-node, minimal, options, pg12: one each; ha-cluster, ha-monitored: 3; ha-sentinel: 2; compose: none.
     expect(cases.map((c) => c.name)).toEqual(
       expect.arrayContaining(["ha-cluster/app1", "ha-cluster/app2", "ha-cluster/app3", "ha-sentinel/app1", "ha-sentinel/app2", "minimal/server"]),
     );
-    expect(cases).toHaveLength(9);
+    expect(cases).toHaveLength(12);
   });
 
   it("places the files under each web host in the rendered tree, with the family's content and modes", () => {
@@ -368,7 +368,7 @@ describe("nginx options", () => {
         setKey(m, "site.static_url", "/assets/");
         setKey(m, "site.media_url", "/uploads/");
         setKey(m, "site.websocket_path", "/socket/");
-        setKey(m, "gunicorn.port", 9100);
+        setKey(m, "gunicorn.port", 9200);
         setKey(m, "daphne.port", 9101);
         setKey(m, "daphne.websocket_timeout", 600);
         setKey(m, "project.name", "nova-cloud");
@@ -384,7 +384,7 @@ describe("nginx options", () => {
     expect(args(location(main, "/socket/")!, "proxy_read_timeout")).toEqual(["600s"]);
     expect(location(main, "/ws/")).toBeUndefined();
     const ups = Object.fromEntries(r.site.filter((d) => d.name === "upstream").map((u) => [u.args[0], args(u.block!, "server")]));
-    expect(ups).toEqual({ nova_cloud_wsgi: ["127.0.0.1:9100"], nova_cloud_asgi: ["127.0.0.1:9101"] });
+    expect(ups).toEqual({ nova_cloud_wsgi: ["127.0.0.1:9200"], nova_cloud_asgi: ["127.0.0.1:9101"] });
     expect(r.p.nginxSite).toBe("/etc/nginx/sites-available/nova-cloud");
     expect(args(parseNginx(r.text(r.p.nginxAcmeSite)).find((d) => d.name === "server")!.block!, "listen")).toEqual(["8081", "[::]:8081"]);
   });

@@ -20,7 +20,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server as HttpServer } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -85,6 +85,8 @@ function install(ctx: HostContext, b: Sandbox, port?: number): string {
     [model.project.root]: b.path("app"),
     // The tests put the app's .env beside the code in the sandbox.
     [model.project.envFile]: b.path("app/.env"),
+    // node_exporter's textfile directory (monitored models).
+    [p.metricsDir]: b.path("metrics"),
   };
   let script = relocate(rendered(ctx, p.backupScript), mapping);
   if (port !== undefined) {
@@ -94,6 +96,7 @@ function install(ctx: HostContext, b: Sandbox, port?: number): string {
     b.write("backup.pgpass", pgpass, 0o600);
   }
   if (!existsSync(b.path("backups"))) mkdirSync(b.path("backups"), { mode: 0o700 });
+  if (!existsSync(b.path("metrics"))) mkdirSync(b.path("metrics"), { mode: 0o755 });
   // No age needed: a stand-in that records its arguments and writes the output file.
   b.write("bin/age", '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = --output ] && out=$2; shift; done\necho encrypted > "$out"\n', 0o755);
   return b.write("backup.sh", script, 0o755);
@@ -232,6 +235,52 @@ describe.skipIf(!pgTools)("backup on a PostgreSQL primary and its standby (issue
     expect(r.stdout).not.toContain("standby");
     expect(kept(sb)).toEqual(["novacloud_db_TS.dump"]);
     expect(run(`${BIN}/pg_restore`, ["--list", newest(sb, "db")]).stdout).toMatch(/TABLE DATA public devices/);
+  });
+});
+
+// --- the last success, for monitoring (issue 13) -------------------------------------------------
+
+describe.skipIf(!pgTools)("a monitored backup records its last success for node_exporter's textfile collector", () => {
+  const ctx = contextOf(hostContexts("ha-monitored"), "db1");
+  const metric = "novacloud_backup_last_success_timestamp_seconds";
+  let b: Sandbox;
+  let primary: Cluster;
+
+  beforeAll(async () => {
+    b = box("backup-metric");
+    primary = await primaryFor(ctx, b);
+  }, 120_000);
+
+  it("writes the time of a good run as a readable .prom file, by a rename (no temporary file left)", () => {
+    const mb = box("backup-metric-ok");
+    const script = install(ctx, mb, primary.port);
+    const before = Math.floor(Date.now() / 1000);
+    const r = backup(mb, script);
+    expect(r.code, r.output).toBe(0);
+    expect(readdirSync(mb.path("metrics"))).toEqual(["backup.prom"]);
+    const file = mb.path("metrics", "backup.prom");
+    // The script runs with umask 077; node_exporter (user prometheus) must still read the file.
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+    const text = readFileSync(file, "utf8");
+    expect(text).toMatch(new RegExp(`^# HELP ${metric} .+\n# TYPE ${metric} gauge\n${metric} \\d+\n$`));
+    const value = Number(/ (\d+)\n$/.exec(text)![1]);
+    expect(value).toBeGreaterThanOrEqual(before);
+    expect(value).toBeLessThanOrEqual(Math.floor(Date.now() / 1000));
+  });
+
+  it("leaves the last success as it was when a run fails", async () => {
+    const mb = box("backup-metric-failed");
+    const script = install(ctx, mb, await freePort());
+    mb.write("metrics/backup.prom", `${metric} 1000\n`, 0o644);
+    const r = backup(mb, script);
+    expect(r.code, r.output).toBe(1);
+    expect(readFileSync(mb.path("metrics", "backup.prom"), "utf8")).toBe(`${metric} 1000\n`);
+    expect(readdirSync(mb.path("metrics"))).toEqual(["backup.prom"]);
+  });
+
+  it("an unmonitored model's backup.sh writes no metric", () => {
+    const plain = contextOf(hostContexts("ha-cluster"), "db1");
+    expect(rendered(plain, pathsOf(plain.model).backupScript)).not.toContain(metric);
   });
 });
 

@@ -5,6 +5,7 @@
  * overwritten, WebSockets and ACME routed to their backends, the stats login.
  */
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -47,7 +48,7 @@ function prepare(ctx: HostContext, edit: (cfg: string) => string = (c) => c) {
 
 describe.skipIf(!available)("haproxy -c", () => {
   it("has a case for every lb host (ha-cluster, ha-sentinel) and the quoting variant", () => {
-    expect(cases.map((c) => c.name)).toEqual(["ha-cluster", "ha-sentinel", "ha-sentinel with a nasty stats password"]);
+    expect(cases.map((c) => c.name)).toEqual(["ha-cluster", "ha-monitored", "ha-sentinel", "ha-sentinel with a nasty stats password"]);
   });
 
   describe.each(cases)("$name", ({ ctx }) => {
@@ -181,6 +182,52 @@ describe.skipIf(!available)("HAProxy started with the rendered config", () => {
     } finally {
       for (const n of nodes.values()) n.server.close();
       certbot.server.close();
+    }
+  });
+
+  it("serves its Prometheus metrics on the lb's private address at /metrics only (monitored model)", async () => {
+    const ctx = hostContexts("ha-monitored").find((c) => c.host.roles.has("lb"))!;
+    const m = ctx.model;
+    const node = await backend("app");
+    try {
+      const ports = { http: await freePort(), https: await freePort(), stats: await freePort(), metrics: await freePort() };
+      const lb = ctx.host;
+      const mapping: Record<string, string> = {
+        [`${lb.address}:8405`]: `127.0.0.1:${ports.metrics}`,
+        [`127.0.0.1:${m.haproxy.stats_port}`]: `127.0.0.1:${ports.stats}`,
+      };
+      // app1 answers its health check; the others are down.
+      mapping[`${m.topology.app[0]!.address}:${m.haproxy.backend_port}`] = `127.0.0.1:${node.port}`;
+      for (const h of m.topology.app.slice(1)) mapping[`${h.address}:${m.haproxy.backend_port}`] = `127.0.0.1:${await freePort()}`;
+      for (const h of m.topology.mqtt) mapping[`${h.address}:${m.mqtt.device_port}`] = `127.0.0.1:${await freePort()}`;
+      const { cfg } = prepare(ctx, (c) =>
+        relocate(c, mapping)
+          .split("\n")
+          .filter((l) => !/^\s*(chroot|user|group|daemon|stats socket|log \/dev\/log)\b/.test(l))
+          .filter((l) => !/^\s*bind \[::\]/.test(l))
+          // Devices' MQTT over TLS is not what this test is about: its bind goes.
+          .filter((l) => !new RegExp(`^\\s*bind :${m.mqtt.tls_port}\\b`).test(l))
+          .map((l) => l.replace(/^(\s*bind) :80\b/, `$1 127.0.0.1:${ports.http}`).replace(/^(\s*bind) :443\b/, `$1 127.0.0.1:${ports.https}`))
+          .join("\n"),
+      );
+      expect(readFileSync(cfg, "utf8")).toContain(`bind 127.0.0.1:${ports.metrics}\n`);
+      const haproxy = startServer("haproxy", ["-db", "-f", cfg]);
+      const metrics = async () => {
+        const r = await fetch(`http://127.0.0.1:${ports.metrics}/metrics`).catch(() => undefined);
+        return r?.ok ? r.text() : "";
+      };
+      // The series the alert rules read (HaproxyBackendDown, HaproxyServerDown).
+      await waitFor("app1 UP in HAProxy's metrics", async () => (await metrics()).includes(`haproxy_server_status{proxy="be_web",server="${m.topology.app[0]!.name}",state="UP"} 1`), 20_000).catch((e: Error) => {
+        throw new Error(`${e.message}\n${haproxy.output()}`);
+      });
+      // A server whose checks fail goes DOWN once they have failed `fall` times.
+      const down = `haproxy_server_status{proxy="be_web",server="${m.topology.app[1]!.name}",state="DOWN"} 1`;
+      await waitFor("app2 DOWN in HAProxy's metrics", async () => (await metrics()).includes(down), 30_000);
+      expect(await metrics()).toContain(`haproxy_server_status{proxy="be_web",server="${m.topology.app[0]!.name}",state="UP"} 1`);
+      const other = await fetch(`http://127.0.0.1:${ports.metrics}/`);
+      expect(other.status).toBe(404);
+    } finally {
+      node.server.close();
     }
   });
 });

@@ -100,4 +100,15 @@ if (( ${#failed[@]} > 0 )); then
     printf 'backup: FAILED: %s\n' "${failed[@]}" >&2
     exit 1
 fi
+
+# --- The time of this success, for monitoring ----------------------------------------------------
+# node_exporter's textfile collector reads *.prom files in /var/lib/novacloud-metrics;
+# Prometheus alerts (BackupTooOld) when this time gets old, which also catches a timer that
+# stopped. Written to a temporary name the collector ignores, made readable (umask 077 above),
+# then renamed over the old file: the collector never reads half a file.
+metric_tmp=$(mktemp /var/lib/novacloud-metrics/.backup.prom.XXXXXX)
+printf '# HELP %s Time of the last backup.sh run that kept every part.\n# TYPE %s gauge\n%s %s\n' \
+    novacloud_backup_last_success_timestamp_seconds novacloud_backup_last_success_timestamp_seconds novacloud_backup_last_success_timestamp_seconds "$(date +%s)" > "$metric_tmp"
+chmod 0644 "$metric_tmp"
+mv -f -- "$metric_tmp" /var/lib/novacloud-metrics/backup.prom
 echo "backup: done"
