@@ -6,9 +6,14 @@ const define = { __VERSION__: JSON.stringify(version) };
 
 export default defineConfig([
   {
-    // The library: ESM and CommonJS with type declarations; dependencies stay external.
-    entry: { index: "src/index.ts" },
+    // The library: the core and novacloud-render/node, ESM and CommonJS with type declarations.
+    // One build with shared chunks, so the node entry uses the core's own classes (a model the
+    // core validated is trusted, ModelError is one class). Runtime dependencies stay external;
+    // `diff`, used only by checkTree, is bundled so it need not be a dependency of the package.
+    entry: { index: "src/index.ts", node: "src/node/index.ts" },
     format: ["esm", "cjs"],
+    splitting: true,
+    noExternal: ["diff"],
     dts: true,
     sourcemap: false,
     clean: true,

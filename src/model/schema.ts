@@ -5,7 +5,7 @@
  */
 // A namespace import, so bundlers keep only the parts of zod the model uses.
 import * as z from "zod";
-import { DISTRIBUTION_NAMES } from "./capabilities.js";
+import { DISTRIBUTION_NAMES, type Distribution } from "./capabilities.js";
 import {
   absPath,
   ageRecipient,
@@ -61,7 +61,7 @@ const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
 
 const platform = z
   .strictObject({
-    distribution: enumOf(DISTRIBUTION_NAMES as [string, ...string[]])
+    distribution: enumOf(DISTRIBUTION_NAMES as [Distribution, ...Distribution[]])
       .default("debian-12")
       .describe("Target distribution; it sets the versions below."),
     nginx: version().optional().describe("nginx version, if not the distribution's."),
