@@ -174,6 +174,8 @@ function scaled(n) {
     project: { django_module: "DjangoNovaCloud" },
     site: { domain: "iot.example.com" },
     hosts,
+    // Uploads on many web hosts need one home (the media rule): S3 adds no step between hosts.
+    media: { storage: "s3", bucket: "media", access_key_id: "k", secret_access_key: "s" },
     postgres: { password: "p" },
     redis: { password: "r" },
     mqtt: { password: "m" },

@@ -8,6 +8,7 @@ Usage:
   novacloud-render [MODEL] --check --out DIR    compare DIR with what MODEL renders now
   novacloud-render [MODEL] --list               list the files MODEL renders
   novacloud-render [MODEL] --print PATH         print one rendered file to stdout
+  novacloud-render [MODEL] --format json        print the rendered tree as JSON
   novacloud-render flows [MODEL]                print every network flow (who connects to whom)
                                                 and the public entry points; --format json
   novacloud-render schema                       print the model's JSON Schema
