@@ -146,7 +146,7 @@ describe("the packed package", () => {
     expect(r.stdout.trim().endsWith("true")).toBe(true);
   });
 
-  it("type-checks the README's embedding example against the installed declarations", () => {
+  it("type-checks the README's embedding example against the installed declarations, and runs it", () => {
     writeFileSync(join(project, "embed.ts"), readmeExample());
     writeFileSync(
       join(project, "tsconfig.json"),
@@ -167,6 +167,17 @@ describe("the packed package", () => {
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", private: true, type: "module", dependencies: { "novacloud-render": `file:${tarball}` } }));
     const r = sh(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "."], project);
     expect(r.code, r.output).toBe(0);
+    // Runnable as written: compiled, then run beside the single-node fixture's model and secrets.
+    const emitted = sh(process.execPath, [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", ".", "--noEmit", "false", "--outDir", "build"], project);
+    expect(emitted.code, emitted.output).toBe(0);
+    const cwd = join(work, "embed-run");
+    mkdirSync(cwd);
+    for (const f of ["novacloud.toml", "secrets.env"]) writeFileSync(join(cwd, f), readFileSync(join(ROOT, "fixtures", "single-node", f)));
+    const run = sh(process.execPath, [join(project, "build", "embed.js")], cwd);
+    expect(run.code, run.output).toBe(0);
+    expect(run.stdout).toContain("out matches the model 0");
+    expect(run.stdout).toMatch(/^0640 \S+ node1\/etc\/novacloud\/novacloud\.env$/m);
+    expect(existsSync(join(cwd, "out", ".novacloud-render.json"))).toBe(true);
   });
 
   it("seals the model and the tree: mutation throws, at any depth", () => {
