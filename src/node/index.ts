@@ -110,6 +110,9 @@ export function checkTree(tree: Tree, dir: string, options: CheckOptions = {}): 
   const known = model === undefined ? [] : secretValues(resolveSecrets(model, sources).secrets);
   const drift = compareWithDirectory(tree, dir, [...known, ...(options.redact ?? [])]);
   const clean = !hasDrift(drift);
-  const plan = model === undefined || clean ? [] : planChanges(model, sources, driftChanges(drift, dir), drift.removed);
-  return { ...drift, clean, plan };
+  // The plan is made from every host (a step may wait for another host's), then narrowed to
+  // the hosts the tree was rendered for.
+  const { hosts, ...everyHost } = sources;
+  const plan = model === undefined || clean ? [] : planChanges(model, everyHost, driftChanges(drift, dir), drift.removed);
+  return { ...drift, clean, plan: hosts === undefined ? plan : plan.filter((p) => hosts.includes(p.host)) };
 }
