@@ -18,12 +18,9 @@ export default defineConfig([
     format: ["esm", "cjs"],
     splitting: true,
     noExternal: [/.*/],
-    // Whitespace and syntax minified (V8 compiles less text on import), names kept so an
-    // embedder's stack traces still read.
-    esbuildOptions(options) {
-      options.minifyWhitespace = true;
-      options.minifySyntax = true;
-    },
+    // Not minified: tsup's CommonJS splitting rewrites optional chains after esbuild, and on
+    // whitespace-minified code it joined `return` to its helper (`return_optionalChain`, a
+    // ReferenceError at render time; test/pack.test.ts renders through the CommonJS copy).
     dts: true,
     sourcemap: false,
     clean: true,
