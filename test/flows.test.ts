@@ -134,6 +134,16 @@ describe("the flow table decides who may connect", () => {
           const out = c.table.flows.filter((f) => f.from.name === host.name);
           const dbHost = value("DB_HOST")!;
           if (dbHost !== "127.0.0.1") expect(out.some((f) => f.service === "postgres" && f.client === "django" && f.to.address === dbHost && f.to.roles.has("db"))).toBe(true);
+          // The read replicas: exactly the hosts of its "Django reads" flows (standbys), by address.
+          const reads = out.filter((f) => f.service === "postgres" && f.client === "django" && f.to.roles.has("db-standby"));
+          expect(reads.every((f) => f.purpose === "Django reads")).toBe(true);
+          const replicas = value("DB_REPLICA_HOSTS");
+          if (c.model.topology.standbys.length === 0) expect(replicas).toBeUndefined();
+          else {
+            const named = replicas!.split(",").filter((r) => !r.startsWith("127.0.0.1:"));
+            expect(sorted(named)).toEqual(sorted(reads.map((f) => `${f.to.address}:${f.port}`)));
+            expect(reads.length).toBeGreaterThan(0);
+          }
           const mqttHost = value("MQTT_BROKER_HOST")!;
           if (mqttHost !== "127.0.0.1") expect(out.some((f) => f.service === "mqtt" && f.to.address === mqttHost)).toBe(true);
         });
@@ -151,6 +161,8 @@ describe("novacloud-render flows", () => {
     expect(r.code, r.output).toBe(0);
     expect(r.stdout).toContain("app1 -> db1:5432/tcp postgres (Django)\n");
     expect(r.stdout).toContain("db2 -> db1:5432/tcp postgres (streaming replication)\n");
+    expect(r.stdout).toContain("app1 -> db2:5432/tcp postgres (Django reads)\n");
+    expect(r.stdout).toContain("worker1 -> db3:5432/tcp postgres (Django reads)\n");
     expect(r.stdout).toContain("anywhere -> lb1:443/tcp https (HAProxy: HTTPS)\n");
   });
 

@@ -5,7 +5,7 @@
  * first release.
  */
 import { PYTHON } from "../model/capabilities.js";
-import { serverFor } from "../model/flows.js";
+import { readReplicasFor, serverFor } from "../model/flows.js";
 import { runsDjango, type Model } from "../model/normalize.js";
 import type { Secrets } from "../model/secrets.js";
 import { shell, type EnvDialect } from "../quote.js";
@@ -35,6 +35,8 @@ export interface RedisSettings {
 /** Where the app finds its services: addresses on hosts, service names in Compose. */
 export interface AppEndpoints {
   readonly db: { readonly host: string; readonly port: number; readonly sslmode: string | undefined; readonly sslrootcert?: string | undefined };
+  /** The read replicas (the standbys), host:port each, with the client TLS settings for them; none in Compose. */
+  readonly replicas?: { readonly hosts: readonly string[]; readonly sslmode: string | undefined; readonly sslrootcert: string | undefined } | undefined;
   readonly redis: RedisSettings;
   readonly mqttHost: string;
   /** The public HTTPS port, for CSRF_TRUSTED_ORIGINS. */
@@ -68,8 +70,16 @@ function hostEndpoints(ctx: HostContext): AppEndpoints {
   const dbAddress = addressFrom(serverFor(model.topology, ctx.host, "postgres")!, ctx.host);
   // Connections from another host go over hostssl lines in pg_hba.conf.
   const tls = dbAddress !== "127.0.0.1" ? postgresClientTls(model) : undefined;
+  // The standbys answer reads (hot standby); their addresses come from the same function as
+  // their flows from this host, so pg_hba.conf and the firewall admit exactly these.
+  const replicas = readReplicasFor(model.topology, ctx.host).map((r) => addressFrom(r, ctx.host));
+  const replicaTls = replicas.some((a) => a !== "127.0.0.1") ? postgresClientTls(model) : undefined;
   return {
     db: { host: dbAddress, port: model.postgres.port, sslmode: tls?.sslmode, sslrootcert: tls?.sslrootcert },
+    replicas:
+      replicas.length === 0
+        ? undefined
+        : { hosts: replicas.map((a) => `${a}:${model.postgres.port}`), sslmode: replicaTls?.sslmode, sslrootcert: replicaTls?.sslrootcert },
     redis: redisSettings(ctx),
     mqttHost: addressFrom(serverFor(model.topology, ctx.host, "mqtt")!, ctx.host),
     httpsPort: model.site.https_port,
@@ -96,6 +106,7 @@ export function envView(model: Model, secrets: Secrets, at: AppEndpoints) {
       password: required(secrets, "dbPassword"),
       ...at.db,
     },
+    replicas: at.replicas && { hosts: at.replicas.hosts.join(","), sslmode: at.replicas.sslmode, sslrootcert: at.replicas.sslrootcert },
     redis: at.redis,
     mqtt: {
       host: at.mqttHost,

@@ -104,6 +104,10 @@ export function siteView(model: Model, setting: SiteSetting) {
             // Behind the lb, the path HAProxy checks daphne through, and daphne's health check.
             healthCheck: setting.private ? { path: asgiHealthCheckPath(model), upstreamPath: model.site.health_check_path } : undefined,
           },
+    // The Django admin, limited to site.admin_allow (errata 10.1.4); without a list nothing
+    // changes. Checked against $remote_addr: the peer, or behind the lb the address realip took
+    // from HAProxy's X-Forwarded-For (trusted from the lb only), the one answer for both.
+    admin: model.site.admin_allow.length === 0 ? undefined : { path: model.site.admin_path, allow: model.site.admin_allow },
     // An asgi-only web host serves HTTP through daphne too (Django's ASGI application does both).
     rootUpstream: setting.wsgiHost !== undefined ? names.wsgiUpstream : names.asgiUpstream,
     private: setting.private,

@@ -108,6 +108,7 @@ function confView(ctx: HostContext) {
           walKeepSegments: Math.ceil(pgSizeMegabytes(pg.replication.wal_keep_size) / WAL_SEGMENT_MB),
           maxSlotWalKeepSize: pg.replication.max_slot_wal_keep_size,
           slots: pg.replication.slots,
+          hotStandbyFeedback: pg.replication.hot_standby_feedback,
         };
   const primary = model.topology.db!;
   return {
@@ -153,7 +154,8 @@ function hbaView(ctx: HostContext) {
   // Every client of the flow table, and only those: the app's hosts, then the other members.
   const flows = flowsTo(ctx.flows, host, "postgres");
   for (const f of flows.filter((f) => f.client === "django")) {
-    rules.push({ comment: `The app on ${f.from.name}.`, ...line(hostType, pg.database, pg.user, `${f.from.address}/32`) });
+    const comment = host.roles.has("db") ? `The app on ${f.from.name}.` : `The app on ${f.from.name}: its reads (DB_REPLICA_HOSTS), and all its queries once this standby is promoted.`;
+    rules.push({ comment, ...line(hostType, pg.database, pg.user, `${f.from.address}/32`) });
   }
   for (const f of flows.filter((f) => f.client === "replication")) {
     const why = f.from.roles.has("db")

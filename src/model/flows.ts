@@ -107,6 +107,16 @@ export function serverFor(t: Topology, from: Host, service: "postgres" | "redis"
   }
 }
 
+/**
+ * The read replicas a Django host's .env names (DB_REPLICA_HOSTS): every standby, each a hot
+ * standby that answers read-only queries while it streams from the primary. The flows to the
+ * standbys are built with this function, so the .env, the standbys' pg_hba.conf and their
+ * firewalls name the same hosts.
+ */
+export function readReplicasFor(t: Topology, _from: Host): readonly Host[] {
+  return t.standbys;
+}
+
 /** The hosts where devices' MQTT over TLS ends (mqttTlsEnd): the lb, or each broker; none without tls_port. */
 export function mqttTlsHosts(model: Pick<Model, "topology" | "mqtt">): readonly Host[] {
   const end = mqttTlsEnd(model);
@@ -129,12 +139,13 @@ export function flowTable(model: Model): FlowTable {
   // The lb forwards to the nginx of every web host (gunicorn and daphne stay on loopback).
   if (t.lb) add([t.lb], t.web, model.haproxy.backend_port, "nginx-backend", "lb", "HAProxy");
 
-  // PostgreSQL: the app uses the primary; every member may become the primary after a failover,
-  // so the app and the other members reach each one (a standby answers them once promoted).
+  // PostgreSQL: the app writes to the primary and reads from the standbys (its read replicas);
+  // the members reach each other, since any standby may become the primary after a failover.
   for (const member of cluster) {
-    const primary = member.name === t.db?.name;
-    add(t.django, [member], pg, "postgres", "django", primary ? "Django" : "Django, once this standby is promoted");
-    add(cluster, [member], pg, "postgres", "replication", primary ? "streaming replication" : "replication, once this standby is promoted");
+    const is = (h: Host | undefined) => h?.name === member.name;
+    add(t.django.filter((d) => is(serverFor(t, d, "postgres"))), [member], pg, "postgres", "django", "Django");
+    add(t.django.filter((d) => readReplicasFor(t, d).some(is)), [member], pg, "postgres", "django", "Django reads");
+    add(cluster, [member], pg, "postgres", "replication", is(t.db) ? "streaming replication" : "replication, once this standby is promoted");
     // After a failover the old primary rewinds itself from the new one before it streams from it.
     add(cluster, [member], pg, "postgres", "rewind", "pg_rewind after a failover");
   }

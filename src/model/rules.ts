@@ -54,6 +54,30 @@ export function servicePorts(parsed: ParsedModel, host: Host, behindLb: boolean)
 }
 
 
+/**
+ * site.admin_path gets a `location ^~` of its own once admin_allow limits it: it must not be the
+ * whole site, nor share a prefix with another location (nginx refuses a duplicate, and with one
+ * prefix inside the other the longer one takes the other's requests: /static/admin/ holds the
+ * admin's static files), and the load balancer's health check must not land in it (HAProxy's
+ * checks come from its own address, so the check would get 403 and take every node out).
+ */
+function adminPathIssues(site: ParsedModel["site"]): ModelIssue[] {
+  if (site.admin_allow.length === 0) return [];
+  const path = site.admin_path;
+  if (path === "/") return [{ path: "site.admin_path", message: `"/" would limit the whole site to site.admin_allow; name the admin's own prefix (default /admin/)` }];
+  const issues: ModelIssue[] = [];
+  const nested = (a: string, b: string) => a.startsWith(b) || b.startsWith(a);
+  for (const field of ["static_url", "media_url", "websocket_path"] as const) {
+    if (nested(path, site[field])) {
+      issues.push({ path: "site.admin_path", message: `"${path}" and site.${field} "${site[field]}" overlap (one is a prefix of the other): nginx would send one's requests to the other's location` });
+    }
+  }
+  if (site.health_check_path.startsWith(path)) {
+    issues.push({ path: "site.admin_path", message: `"${path}" contains site.health_check_path "${site.health_check_path}": the load balancer's checks would get 403` });
+  }
+  return issues;
+}
+
 function isSet(ref: SecretRef | undefined): boolean {
   return ref !== undefined;
 }
@@ -95,6 +119,7 @@ export function crossFieldIssues(parsed: ParsedModel, input?: unknown): ModelIss
   if (parsed.email?.password !== undefined && parsed.email.user === undefined) {
     add("email.user", "is required when email.password is set");
   }
+  issues.push(...adminPathIssues(parsed.site));
   const hsts = parsed.site.hsts;
   if (hsts.preload && (!hsts.include_subdomains || hsts.max_age < 31536000)) {
     add("site.hsts.preload", "the browsers' preload list requires include_subdomains = true and max_age of at least 31536000 (one year)");

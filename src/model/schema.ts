@@ -12,6 +12,7 @@ import {
   absPath,
   ageRecipient,
   cidr,
+  network,
   cron,
   didYouMean,
   duration,
@@ -119,6 +120,15 @@ const site = z
     static_url: urlPath().default("/static/").describe("URL prefix of collected static files."),
     media_url: urlPath().default("/media/").describe("URL prefix of uploaded media."),
     websocket_path: urlPath().default("/ws/").describe("URL prefix routed to Daphne (WebSockets)."),
+    admin_path: urlPath()
+      .default("/admin/")
+      .describe("URL prefix of the Django admin (the path admin.site.urls is included at); site.admin_allow limits it."),
+    admin_allow: z
+      .array(network())
+      .default([])
+      .describe(
+        "Networks (IPv4 or IPv6, an address or CIDR) allowed to reach site.admin_path; nginx answers 403 to every other client address (behind the lb, the address HAProxy saw). Empty = no limit.",
+      ),
     ipv6: bool("Listen on IPv6 as well for public ports.", true),
     http_port: port().default(80).describe("Public HTTP port (redirects to HTTPS) on the host that terminates TLS."),
     https_port: port().default(443).describe("Public HTTPS port on the host that terminates TLS."),
@@ -213,6 +223,10 @@ const replication = z
     slots: bool("Give each standby a physical replication slot.", true),
     wal_keep_size: pgSize().default("1GB").describe("WAL kept for standbys without a slot (wal_keep_segments on 12)."),
     max_slot_wal_keep_size: pgSize().default("20GB").describe("Cap of WAL a slot may pin (13+)."),
+    hot_standby_feedback: bool(
+      "Standbys tell the primary which rows their queries still need, so long reads on a replica are not cancelled; the primary then keeps those dead rows (bloat), with a slot also while the standby is away.",
+      false,
+    ),
   })
   .prefault({});
 

@@ -108,6 +108,60 @@ export const cidr = () =>
     error: says("is not an IPv4 address or network (e.g. 10.0.0.0/24)"),
   });
 
+/** The 16 bytes of an IPv6 address (RFC 4291 2.2 text forms: `::` once, an IPv4 tail), or undefined. */
+function ipv6Bytes(text: string): number[] | undefined {
+  let tail: number[] = [];
+  let hex = text;
+  const v4 = /^(.*:)((?:\d{1,3}\.){3}\d{1,3})$/.exec(text);
+  if (v4) {
+    if (!IPV4.test(v4[2]!)) return undefined;
+    tail = v4[2]!.split(".").map(Number);
+    hex = v4[1]!.endsWith("::") ? v4[1]! : v4[1]!.slice(0, -1);
+  }
+  const halves = hex.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (part: string) => (part === "" ? [] : part.split(":"));
+  const left = groups(halves[0]!);
+  const right = halves.length === 2 ? groups(halves[1]!) : [];
+  if ([...left, ...right].some((g) => !/^[0-9A-Fa-f]{1,4}$/.test(g))) return undefined;
+  const words = 8 - tail.length / 2;
+  const given = left.length + right.length;
+  // Without "::" every group is written; with it, "::" stands for at least one.
+  if (halves.length === 1 ? given !== words : given > words - 1) return undefined;
+  const zeros = halves.length === 2 ? Array<string>(words - given).fill("0") : [];
+  return [...[...left, ...zeros, ...right].flatMap((g) => [parseInt(g, 16) >> 8, parseInt(g, 16) & 0xff]), ...tail];
+}
+
+/** Why `text` is not an IPv4 or IPv6 address or network (CIDR), or undefined when it is one. */
+export function networkProblem(text: string): string | undefined {
+  const [address, prefix, ...more] = text.split("/");
+  if (more.length > 0) return "has more than one '/'";
+  const bytes = IPV4.test(address!) ? address!.split(".").map(Number) : ipv6Bytes(address!);
+  if (!bytes) return "is not an IPv4 or IPv6 address or network (e.g. 10.8.0.0/24, 192.0.2.7 or 2001:db8::/32)";
+  if (prefix === undefined) return undefined;
+  const max = bytes.length * 8;
+  if (!/^(?:0|[1-9][0-9]{0,2})$/.test(prefix) || Number(prefix) > max) return `has a prefix length that is not a number from 0 to ${max}`;
+  // nginx only warns ("low address bits ... are meaningless") and ignores them; a typo such as
+  // 10.8.0.1/16 for 10.8.1.0/24 would silently allow far more than meant.
+  const bits = Number(prefix);
+  const hostBits = bytes.some((b, i) => (b & (0xff >> Math.min(8, Math.max(0, bits - i * 8)))) !== 0);
+  if (hostBits) return `has address bits set beyond its /${bits} prefix: write the network's first address`;
+  return undefined;
+}
+
+const NETWORK_CHARS = /^[0-9A-Fa-f:./]+$/;
+
+/** An IPv4 or IPv6 address or network (CIDR), host bits clear: nginx `allow`, ufw `from`. */
+export const network = () =>
+  z
+    .string()
+    .regex(NETWORK_CHARS, { error: says("is not an IPv4 or IPv6 address or network (digits, hex letters, '.', ':' and one '/'; e.g. 10.8.0.0/24 or 2001:db8::/32)") })
+    .superRefine((value, ctx) => {
+      if (!NETWORK_CHARS.test(value)) return; // one problem, one line: the characters were named above
+      const problem = networkProblem(value);
+      if (problem) ctx.addIssue({ code: "custom", message: `${shown(value)} ${problem}`, input: value });
+    });
+
 export const port = () =>
   z
     .number({ error: says("is not a port number (an integer from 1 to 65535)") })

@@ -99,6 +99,19 @@ describe("nginx family", () => {
     const lb = model.topology.lb;
     const main = mainServer(r.site);
 
+    it("limits site.admin_path to site.admin_allow, proxied as / is, or has no admin location without a list", () => {
+      const admin = location(main, `^~ ${model.site.admin_path}`);
+      if (model.site.admin_allow.length === 0) return expect(admin).toBeUndefined();
+      expect(admin, "no admin location").toBeDefined();
+      const access = admin!.filter((d) => d.name === "allow" || d.name === "deny").map((d) => `${d.name} ${d.args.join(" ")}`);
+      expect(access).toEqual([...model.site.admin_allow.map((n) => `allow ${n}`), "deny all"]);
+      const body = (b: Directive[]) => b.filter((d) => d.name !== "allow" && d.name !== "deny").map((d) => `${d.name} ${d.args.join(" ")}`);
+      expect(body(admin!)).toEqual(body(location(main, "/")!));
+      expect(admin!.some((d) => d.name === "add_header"), "an add_header here would drop the server's security headers").toBe(false);
+      // Behind the lb the check needs realip from the lb, and only from it.
+      if (lb) expect(args(main, "set_real_ip_from")).toEqual([lb.address]);
+    });
+
     it("writes the site and both snippets as world-readable root files", () => {
       for (const path of [r.p.nginxSite, r.p.nginxSecurityHeaders, r.p.nginxProxyHeaders]) {
         const f = r.files.get(path);

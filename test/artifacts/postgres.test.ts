@@ -214,6 +214,58 @@ describe("PostgreSQL family", () => {
     }
   });
 
+  it("names every standby as a read replica in each app host's .env, and each one listens and admits that host (issue 13 item 4)", () => {
+    let checked = 0;
+    for (const { name, ctx } of ALL) {
+      if (!ctx.model.topology.django.some((h) => h.name === ctx.host.name)) continue;
+      const env = envOf(ctx);
+      const standbys = ctx.model.topology.standbys;
+      const where = `${name}: .env of ${ctx.host.name}`;
+      if (standbys.length === 0) {
+        expect(env.DB_REPLICA_HOSTS, where).toBeUndefined();
+        continue;
+      }
+      const entries = env.DB_REPLICA_HOSTS!.split(",");
+      expect(entries, where).toEqual(standbys.map((h) => `${h.name === ctx.host.name ? "127.0.0.1" : h.address}:${ctx.model.postgres.port}`));
+      for (const [i, standby] of standbys.entries()) {
+        const sCtx = contextOf(fixtureContexts(name), standby.name);
+        const p = pathsOf(sCtx.model);
+        const conf = settings(fileOf(sCtx, p.pgConfD)!.content);
+        const address = entries[i]!.split(":")[0]!;
+        expect(conf.get("listen_addresses")!.split(","), `${where}: ${standby.name} listens`).toContain(address === "127.0.0.1" ? "localhost" : address);
+        expect(conf.get("hot_standby"), standby.name).toBe("on");
+        const from = address === "127.0.0.1" ? "127.0.0.1" : ctx.host.address;
+        const rule = hbaRules(fileOf(sCtx, p.pgHba)!.content).find((r) => r.address === `${from}/32` && r.database === env.DB_NAME && r.user === env.DB_USER);
+        expect(rule, `${where}: no pg_hba.conf line on ${standby.name}`).toBeDefined();
+        if (rule!.type === "hostssl") {
+          const ca = ctx.model.postgres.ssl_ca;
+          expect(env.DB_REPLICA_SSLMODE, where).toBe(ca === undefined ? "require" : "verify-full");
+          expect(env.DB_REPLICA_SSLROOTCERT, where).toBe(ca);
+        }
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(4);
+  });
+
+  it("keeps hot_standby_feedback off unless the model asks, in every version", () => {
+    for (const version of [12, 13, 14, 15, 16, 17]) {
+      for (const feedback of [undefined, true, false]) {
+        const ctxs = fixtureContexts("pg12", (raw) => {
+          raw.postgres.version = version;
+          if (feedback !== undefined) raw.postgres.replication.hot_standby_feedback = feedback;
+        });
+        for (const host of ["node1", "node2"]) {
+          const ctx = contextOf(ctxs, host);
+          const s = settings(fileOf(ctx, pathsOf(ctx.model).pgConfD)!.content);
+          expect(s.get("hot_standby_feedback"), `${version} ${host}`).toBe(feedback ? "on" : "off");
+        }
+      }
+    }
+    const single = contextOf(fixtureContexts("single-node"), "node1");
+    expect(settings(fileOf(single, pathsOf(single.model).pgConfD)!.content).has("hot_standby_feedback")).toBe(false);
+  });
+
   it("admits replication from every other member on every member, so any standby can be promoted (PG-03, PG-09)", () => {
     const ctxs = fixtureContexts("ha-cluster");
     const members = ["db1", "db2", "db3"];

@@ -13,7 +13,8 @@
  *      runbooks: db2 is cloned and streams from db1 over verify-full; a second run changes
  *      nothing;
  *   2. the app's .env connects to db1 with its DB_SSLMODE/DB_SSLROOTCERT; a name the
- *      certificate does not carry, or another CA, is refused;
+ *      certificate does not carry, or another CA, is refused; it reads from db2, the first of
+ *      DB_REPLICA_HOSTS, with DB_REPLICA_SSLMODE/DB_REPLICA_SSLROOTCERT, and cannot write there;
  *   3. db2 is promoted with the failover step's command while db1 still takes a write (the two
  *      diverge); the model is changed (db2 "db", db1 "db-standby") and rendered again, and the
  *      new runbooks run: db1 is rewound as the rewind role and streams from db2, with db2's
@@ -216,13 +217,38 @@ async function eventually(host: string, query: string, expected: string, databas
 }
 
 /** psql over TCP from app1 as the app's role, with the rendered .env's connection settings. */
-function fromApp(overrides: Record<string, string> = {}): RunResult {
-  const env = Object.fromEntries(
+/** The DB_* variables of app1's .env. */
+function appDbEnv(): Record<string, string> {
+  return Object.fromEntries(
     fileOf(before!.hosts, "app1", before!.model.project.envFile)!
       .split("\n")
-      .filter((l) => /^DB_[A-Z]+=/.test(l))
+      .filter((l) => /^DB_[A-Z_]+=/.test(l))
       .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
   );
+}
+
+/**
+ * psql on app1 to the first read replica, with what the .env gives a Django router
+ * (DB_REPLICA_HOSTS, DB_REPLICA_SSLMODE, DB_REPLICA_SSLROOTCERT and the app's role).
+ */
+function fromAppToReplica(query: string): RunResult {
+  const env = appDbEnv();
+  const [host, port] = env.DB_REPLICA_HOSTS!.split(",")[0]!.split(":");
+  const libpq = {
+    PGHOST: host!,
+    PGPORT: port!,
+    PGUSER: env.DB_USER!,
+    PGDATABASE: env.DB_NAME!,
+    PGPASSWORD: SECRETS.NOVACLOUD_DB_PASSWORD!,
+    PGSSLMODE: env.DB_REPLICA_SSLMODE!,
+    PGSSLROOTCERT: relocate(env.DB_REPLICA_SSLROOTCERT!, mapping("app1")),
+    PGPASSFILE: "/dev/null",
+  };
+  return net.get("app1")!.run(`${BIN}/psql`, ["-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", query], { env: { ...process.env, ...libpq } });
+}
+
+function fromApp(overrides: Record<string, string> = {}): RunResult {
+  const env = appDbEnv();
   const libpq = {
     PGHOST: env.DB_HOST!,
     PGPORT: env.DB_PORT!,
@@ -300,6 +326,23 @@ describe.skipIf(!available)("PostgreSQL failover and verify-full between the hos
     expect(wrongCa.output).toMatch(/certificate verify failed/);
     // require (the default without postgres.ssl_ca) would have taken any certificate.
     expect(fromApp({ PGSSLMODE: "require", PGSSLROOTCERT: box.path("no-such-ca.crt") }).code).toBe(0);
+  });
+
+  it("the app reads from the replica its .env names (db2, over verify-full), and a write there is refused", { timeout: 60_000 }, async () => {
+    const { user, database } = before!.model.postgres;
+    // The table was made by postgres; the app may read it (granted on db1, replicated to db2).
+    sql("db1", `GRANT SELECT ON failover TO ${user}`, database);
+    await eventually("db2", `SELECT has_table_privilege('${user}', 'failover', 'SELECT')`, "t", database);
+    const env = appDbEnv();
+    const replicas = before!.model.topology.standbys.map((h) => `${h.address}:${before!.model.postgres.port}`);
+    expect(env.DB_REPLICA_HOSTS).toBe(replicas.join(","));
+    expect(replicas[0]).toBe("10.0.0.32:5432"); // db2, the standby running here
+    const read = fromAppToReplica("SELECT current_user, ssl, pg_is_in_recovery(), (SELECT string_agg(v, ',') FROM failover) FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+    expect(read.code, read.output).toBe(0);
+    expect(read.stdout.trim()).toBe(`${user}|t|t|before the failover`);
+    const write = fromAppToReplica("INSERT INTO failover VALUES ('on a replica')");
+    expect(write.code).not.toBe(0);
+    expect(write.output).toMatch(/read-only transaction/);
   });
 
   it("promotes db2, and the new runbooks rewind db1 into its standby: db2's writes arrive, db1's diverged one is gone", { timeout: 180_000 }, async () => {

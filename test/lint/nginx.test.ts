@@ -12,7 +12,7 @@ import type { HostContext } from "../../src/artifacts/context.js";
 import { nginxFamily } from "../../src/artifacts/nginx.js";
 import { asgiHealthCheckPath, pathsOf, siteCertificate } from "../../src/artifacts/paths.js";
 import type { FileSpec } from "../../src/tree.js";
-import { fixtureNames, renderedAcrossFixtures } from "../helpers/fixtures.js";
+import { fixtureContexts, fixtureNames, renderedAcrossFixtures } from "../helpers/fixtures.js";
 import {
   freePort,
   programsAvailable,
@@ -356,6 +356,83 @@ describe.skipIf(!available)("nginx started with a rendered site", () => {
       const css = await curl([...headers, `${base}${m.site.static_url}app.css`]);
       expect(css.status, css.output).toBe(200);
       expectSecurityHeaders(css, "static file behind the lb", ctx);
+    } finally {
+      wsgi.server.close();
+      asgi.server.close();
+    }
+  });
+});
+
+// site.admin_path limited to site.admin_allow (issue 13 item 3), checked by nginx itself.
+describe.skipIf(!available)("nginx started with an admin limit", () => {
+  /** A web host of `fixture` with site.admin_allow set to `allow`. */
+  const webWithAdminAllow = (fixture: string, allow: string[]) =>
+    fixtureContexts(fixture, (raw) => {
+      raw.site.admin_allow = allow;
+    }).find((c) => c.host.roles.has("web"))!;
+
+  it("public site: the admin answers an allowed client as / does, and 403 (with the security headers) to any other; the rest of the site stays open", async () => {
+    const wsgi = await upstream("wsgi");
+    const asgi = await upstream("asgi");
+    try {
+      for (const [allow, allowed] of [
+        [["192.0.2.0/24", "127.0.0.1/32"], true],
+        [["192.0.2.0/24", "127.0.0.2/32", "::1/128"], false],
+      ] as const) {
+        const ctx = webWithAdminAllow("single-node", [...allow]);
+        const m = ctx.model;
+        const { port } = await startSite(ctx, { wsgi, asgi }, false);
+        const https = port(m.site.https_port);
+        const base = `https://${m.site.domain}:${https}`;
+        const tls = ["-k", "--resolve", `${m.site.domain}:${https}:127.0.0.1`];
+        const before = wsgi.seen.length;
+        const admin = await curl([...tls, `${base}${m.site.admin_path}login/?next=/admin/`]);
+        expect(admin.status, `${allow.join(", ")}: ${admin.output}`).toBe(allowed ? 200 : 403);
+        expectSecurityHeaders(admin, `admin, ${allowed ? "allowed" : "refused"}`, ctx);
+        if (allowed) {
+          // Proxied as / is: the same upstream, the same request headers.
+          const req = wsgi.seen.at(-1)!;
+          expect(req.url).toBe(`${m.site.admin_path}login/?next=/admin/`);
+          expect(req.headers.host).toBe(m.site.domain);
+          expect(req.headers["x-forwarded-proto"]).toBe("https");
+          expect(req.headers["x-forwarded-for"]).toBe("127.0.0.1");
+          expect(wsgi.seen.length).toBe(before + 1);
+        } else expect(wsgi.seen.length, "a refused request never reaches the app").toBe(before);
+        const app = await curl([...tls, `${base}/dashboard/`]);
+        expect(app.status, "only the admin is limited").toBe(200);
+        await stopAll();
+      }
+    } finally {
+      wsgi.server.close();
+      asgi.server.close();
+    }
+  });
+
+  it("behind the load balancer: the client address HAProxy wrote decides, and X-Forwarded-For counts only from the lb", async () => {
+    const ctx = webWithAdminAllow("ha-cluster", ["10.8.0.0/24"]);
+    const m = ctx.model;
+    const wsgi = await upstream("wsgi");
+    const asgi = await upstream("asgi");
+    try {
+      // The lb is 127.0.0.1 here (set_real_ip_from relocated); 127.0.0.2 is some other peer.
+      const { port } = await startSite(ctx, { wsgi, asgi }, true);
+      const url = `http://127.0.0.1:${port(m.haproxy.backend_port)}${m.site.admin_path}`;
+      const get = (...args: string[]) => curl(["-H", `Host: ${m.site.domain}`, "-H", "X-Forwarded-Proto: https", ...args, url]);
+      const cases: [string, string[], number][] = [
+        ["a VPN client, through the lb", ["-H", "X-Forwarded-For: 10.8.0.5"], 200],
+        ["an outside client, through the lb", ["-H", "X-Forwarded-For: 203.0.113.7"], 403],
+        ["an outside client that put a VPN address first (HAProxy's entry is the last)", ["-H", "X-Forwarded-For: 10.8.0.5, 203.0.113.7"], 403],
+        ["the lb itself (no X-Forwarded-For)", [], 403],
+        ["another peer claiming a VPN address", ["--interface", "127.0.0.2", "-H", "X-Forwarded-For: 10.8.0.5"], 403],
+      ];
+      for (const [who, args, status] of cases) {
+        const r = await get(...args);
+        expect(r.status, `${who}: ${r.output}`).toBe(status);
+        expectSecurityHeaders(r, who, ctx);
+      }
+      expect(wsgi.seen.at(-1)!.headers["x-forwarded-for"], "the allowed request reached the app with the client's address").toBe("10.8.0.5");
+      const open = await curl(["-H", `Host: ${m.site.domain}`, "-H", "X-Forwarded-For: 203.0.113.7", `http://127.0.0.1:${port(m.haproxy.backend_port)}/dashboard/`]);
+      expect(open.status, "only the admin is limited").toBe(200);
     } finally {
       wsgi.server.close();
       asgi.server.close();
