@@ -6,9 +6,21 @@ const define = { __VERSION__: JSON.stringify(version) };
 
 export default defineConfig([
   {
-    // The library: ESM and CommonJS with type declarations; dependencies stay external.
-    entry: { index: "src/index.ts" },
+    // The library: the core and novacloud-render/node, ESM and CommonJS with type declarations.
+    // One build with shared chunks, so the node entry uses the core's own classes (a model the
+    // core validated is trusted, ModelError is one class). What the core uses (zod, the
+    // nunjucks runtime, smol-toml, @noble/hashes) and `diff` (checkTree) are bundled: node
+    // loads a few files instead of hundreds (zod alone was ~200 module files and most of the
+    // import time), unused parts of zod are left out, and the package has no dependencies
+    // (the declarations name no zod type: scripts/write-model-types.mjs). bench/run.mjs
+    // measures the import.
+    entry: { index: "src/index.ts", node: "src/node/index.ts" },
     format: ["esm", "cjs"],
+    splitting: true,
+    noExternal: [/.*/],
+    // Not minified: tsup's CommonJS splitting rewrites optional chains after esbuild, and on
+    // whitespace-minified code it joined `return` to its helper (`return_optionalChain`, a
+    // ReferenceError at render time; test/pack.test.ts renders through the CommonJS copy).
     dts: true,
     sourcemap: false,
     clean: true,

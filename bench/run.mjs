@@ -11,7 +11,7 @@
 // every child process so both sides of a comparison start alike.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,19 +38,24 @@ function timeChild(args, cwd = ROOT) {
   return elapsed;
 }
 
-/** A B A B ...: medians of each side and the median of the per-pair ratios A/B. */
+/**
+ * A B A B ...: medians of each side, and the medians of the per-pair ratios A/B and
+ * differences A-B (each pair ran back to back, so they share the machine's load).
+ */
 function paired(a, b) {
   const as = [];
   const bs = [];
   const ratios = [];
+  const diffs = [];
   for (let i = 0; i < PAIRS; i++) {
     const x = a();
     const y = b();
     as.push(x);
     bs.push(y);
     ratios.push(x / y);
+    diffs.push(x - y);
   }
-  return { a: median(as), b: median(bs), ratio: median(ratios) };
+  return { a: median(as), b: median(bs), ratio: median(ratios), diff: median(diffs) };
 }
 
 const lib = await import(join(ROOT, "dist", "index.js"));
@@ -108,16 +113,19 @@ for (const [path, content, mode] of JSON.parse(readFileSync(${JSON.stringify(dum
     () => timeChild([bare, join(work, `bare-${name}-${n++}`)]),
   );
   rows.push([`cold CLI render, ${name} (${tree.size} files)`, fmtMs(r.a), `bare node writing the same files: ${fmtMs(r.b)}`, `${r.ratio.toFixed(2)}x`]);
-  if (name === "single-node") targets.push(["cold CLI render single-node <= 2x bare script", r.ratio <= 2, `${r.ratio.toFixed(2)}x`]);
+  if (name === "single-node") targets.push(["cold CLI render single-node <= 1.5x bare script", r.ratio <= 1.5, `${r.ratio.toFixed(2)}x`]);
 }
 
 // --- --version and library import vs node -e 0 ----------------------------------------------
 {
   const r = paired(() => timeChild([CLI, "--version"]), () => timeChild(["-e", "0"]));
   rows.push(["novacloud-render --version", fmtMs(r.a), `node -e 0: ${fmtMs(r.b)}`, `${r.ratio.toFixed(2)}x`]);
-  targets.push(["--version <= 1.5x node -e 0", r.ratio <= 1.5, `${r.ratio.toFixed(2)}x`]);
+  targets.push(["--version <= 1.3x node -e 0", r.ratio <= 1.3, `${r.ratio.toFixed(2)}x`]);
   const imp = paired(() => timeChild(["--input-type=module", "-e", `await import(${JSON.stringify(join(ROOT, "dist", "index.js"))})`]), () => timeChild(["-e", "0"]));
-  rows.push(["import('novacloud-render') (ESM)", fmtMs(imp.a), `node -e 0: ${fmtMs(imp.b)}`, `+${fmtMs(imp.a - imp.b)}`]);
+  rows.push(["import('novacloud-render') (ESM)", fmtMs(imp.a), `node -e 0: ${fmtMs(imp.b)}`, `+${fmtMs(imp.diff)}`]);
+  targets.push(["import('novacloud-render') <= 40 ms over node -e 0", imp.diff <= 40e6, `+${fmtMs(imp.diff)}`]);
+  const req = paired(() => timeChild(["-e", `require(${JSON.stringify(join(ROOT, "dist", "index.cjs"))})`]), () => timeChild(["-e", "0"]));
+  rows.push(["require('novacloud-render') (CommonJS)", fmtMs(req.a), `node -e 0: ${fmtMs(req.b)}`, `+${fmtMs(req.diff)}`]);
 }
 
 // --- warm in-process render ------------------------------------------------------------------
@@ -136,7 +144,7 @@ for (const name of ["single-node", "minimal", "ha-cluster", "options"]) {
   const { model, sources } = loadFixture(name);
   const t = warm(model, sources);
   rows.push([`warm render(), ${name}`, fmtUs(t), "", ""]);
-  if (name === "single-node") targets.push(["warm single-node render < 200 µs", t < 200_000, fmtUs(t)]);
+  if (name === "single-node") targets.push(["warm single-node render <= 200 µs", t <= 200_000, fmtUs(t)]);
 }
 {
   // A new options object each time: nothing is cached, every password hash is computed again
@@ -171,6 +179,8 @@ function scaled(n) {
     project: { django_module: "DjangoNovaCloud" },
     site: { domain: "iot.example.com" },
     hosts,
+    // Uploads on many web hosts need one home (the media rule): S3 adds no step between hosts.
+    media: { storage: "s3", bucket: "media", access_key_id: "k", secret_access_key: "s" },
     postgres: { password: "p" },
     redis: { password: "r" },
     mqtt: { password: "m" },
@@ -272,7 +282,7 @@ rmSync(work, { recursive: true, force: true });
 const width = [0, 0, 0, 0];
 for (const r of rows) r.forEach((c, i) => (width[i] = Math.max(width[i], String(c).length)));
 const line = (r) => `| ${r.map((c, i) => String(c).padEnd(width[i])).join(" | ")} |`;
-console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; pairs: ${PAIRS}; NODE_EXTRA_CA_CERTS unset`);
+console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; pairs: ${PAIRS}; NODE_EXTRA_CA_CERTS unset; load average at the end ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
 console.log(line(["measurement", "median", "compared with", "ratio"]));
 console.log(line(width.map((w) => "-".repeat(w))));
 for (const r of rows) console.log(line(r));

@@ -6,8 +6,9 @@
  */
 import { render, type RenderOptions } from "./render.js";
 import { templates } from "./templates.js";
+import type { ModelInput } from "./model/schema.js";
 
-export function captureViews(model: unknown, options: RenderOptions): { name: string; view: object }[] {
+export function captureViews(model: ModelInput, options: RenderOptions): { name: string; view: object }[] {
   const seen: { name: string; view: object }[] = [];
   const original = templates.render;
   templates.render = (name, view) => {

@@ -1,4 +1,5 @@
 import type { Effect, FileHandling } from "./artifacts/effects.js";
+import { deepFreeze } from "./model/seal.js";
 
 /**
  * A rendered deployment: relative path -> file. Paths are `<host>/<absolute path on that host>`
@@ -103,10 +104,11 @@ export function buildTree(files: Iterable<readonly [string, TreeFile]>): Tree {
   for (const [path, file] of files) {
     if (seen.has(path)) throw new DuplicatePathError(path);
     seen.add(path);
-    entries.push([path, Object.freeze({ ...file })]);
+    entries.push([path, { ...file }]);
   }
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return new Map(entries);
+  // Read-only like the model it came from: set, delete and clear throw (src/model/seal.ts).
+  return deepFreeze(new Map(entries));
 }
 
 /** Places a host's file specs under `<prefix>/` with owner and group defaulted to root. */

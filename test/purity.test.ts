@@ -1,6 +1,7 @@
 /**
- * The core (everything under src/ but src/cli/) uses no Node.js API, so it runs in a browser
- * bundle and other runtimes; and render() is deterministic. The CLI is the only I/O layer.
+ * The core (everything under src/ but src/cli/ and src/node/) uses no Node.js API, so it runs
+ * in a browser bundle and other runtimes; and render() is deterministic. The CLI and the
+ * `novacloud-render/node` entry (src/node/) are the only I/O layer.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -11,7 +12,7 @@ import { fixtureNames, loadFixture, ROOT } from "./helpers/fixtures.js";
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((e) => {
     const full = join(dir, e);
-    if (statSync(full).isDirectory()) return e === "cli" ? [] : sources(full);
+    if (statSync(full).isDirectory()) return e === "cli" || e === "node" ? [] : sources(full);
     return /\.(ts|js)$/.test(e) ? [full] : [];
   });
 }

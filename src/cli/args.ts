@@ -8,6 +8,7 @@ Usage:
   novacloud-render [MODEL] --check --out DIR    compare DIR with what MODEL renders now
   novacloud-render [MODEL] --list               list the files MODEL renders
   novacloud-render [MODEL] --print PATH         print one rendered file to stdout
+  novacloud-render [MODEL] --format json        print the rendered tree as JSON
   novacloud-render flows [MODEL]                print every network flow (who connects to whom)
                                                 and the public entry points; --format json
   novacloud-render schema                       print the model's JSON Schema
@@ -30,7 +31,9 @@ Options:
       --list           print mode, owner:group, size and path of every file.
       --print PATH     print the file at PATH (as --list shows it) to stdout.
       --host NAME      only this host's files.
-      --format FORMAT  text (default) or json: results and errors as JSON on stdout.
+      --format FORMAT  text (default) or json: results and errors as JSON on stdout; without
+                       --out, --list or --print, the rendered tree itself (every file with its
+                       content, mode, owner and what a change to it requires) as JSON.
   -q, --quiet          no summary or warnings on stderr.
       --color WHEN     auto (default: on a TTY unless NO_COLOR is set), always or never.
   -h, --help           show this help.
@@ -128,7 +131,9 @@ export function parseCli(argv: readonly string[]): CliOptions {
     const modes = [options.check, options.list, options.print !== undefined].filter(Boolean).length;
     if (modes > 1) throw new UsageError("choose one of --check, --list and --print");
     if (options.check && !options.out) throw new UsageError("--check compares with a directory: give it with --out DIR");
-    if (modes === 0 && !options.out) throw new UsageError("nothing to do: give --out DIR to write the files, or --list, --print PATH or --check");
+    if (modes === 0 && !options.out && options.format !== "json") {
+      throw new UsageError("nothing to do: give --out DIR to write the files, or --list, --print PATH, --check or --format json");
+    }
     if ((options.list || options.print !== undefined) && options.out) throw new UsageError(`--${options.list ? "list" : "print"} writes nothing, so --out makes no sense with it`);
   }
   return options;

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { renderTemplate } from "../templates.js";
-import { IoError } from "./files.js";
+import { IoError } from "../node/files.js";
 
 const SECRETS = ["postgres_password", "mqtt_password", "django_secret_key"] as const;
 

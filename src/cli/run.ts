@@ -1,19 +1,19 @@
-/** The CLI's commands. All I/O of the project lives under src/cli/. */
+/** The CLI's commands, on the library's entry points (novacloud-render and novacloud-render/node). */
 import { pbkdf2Sync } from "node:crypto";
-import { dirname, extname, resolve } from "node:path";
 import { formatIssue, ModelError, type ModelIssue } from "../model/errors.js";
 import { flowTable, formatEntry, formatFlow } from "../model/flows.js";
 import { parseModelText } from "../model/parse.js";
-import { locateIssues, type SourceFormat } from "../model/source-lines.js";
 import { shown } from "../model/values.js";
-import { secretUses, secretValues, resolveSecrets } from "../model/secrets.js";
+import { secretValues, resolveSecrets } from "../model/secrets.js";
 import { redact } from "../redact.js";
 import { describeEffect } from "../artifacts/effects.js";
 import { render } from "../render.js";
 import { formatMode, type Tree } from "../tree.js";
 import type { CliOptions } from "./args.js";
 import { config as zodConfig } from "zod";
-import { IoError, parseSecretsFile, readSecretFiles, readText, writeTree } from "./files.js";
+import { IoError, readText } from "../node/files.js";
+import { checkTree, formatOfModelFile, loadModel, readSecretsFile, writeTree } from "../node/index.js";
+import { treeToJson } from "../tree-json.js";
 
 export const EXIT = { ok: 0, drift: 1, invalid: 2, io: 3 } as const;
 
@@ -47,16 +47,7 @@ function reportIssues(o: Output, issues: readonly ModelIssue[], file: string | u
   return EXIT.invalid;
 }
 
-function formatOf(path: string, text: string): SourceFormat {
-  const ext = extname(path).toLowerCase();
-  if (ext === ".json") return "json";
-  if (ext === ".toml") return "toml";
-  return text.trimStart().startsWith("{") ? "json" : "toml";
-}
 
-function hostOnly(tree: Tree, host: string): Tree {
-  return new Map([...tree].filter(([path]) => path.startsWith(`${host}/`)));
-}
 
 function listing(tree: Tree): string {
   return [...tree]
@@ -83,7 +74,7 @@ export async function run(options: CliOptions): Promise<number> {
     if (options.command === "flows") return flowsCommand(options, o);
     return await renderCommand(options, o);
   } catch (error) {
-    if (error instanceof IoError) {
+    if (IoError.is(error)) {
       if (o.json) o.out(`${JSON.stringify({ ok: false, errors: [{ message: error.message }] })}\n`);
       else o.err(`novacloud-render: ${error.message}\n`);
       return EXIT.io;
@@ -97,7 +88,7 @@ function flowsCommand(options: CliOptions, o: Output): number {
   const modelPath = options.model ?? "novacloud.toml";
   const text = readText(modelPath);
   const label = modelPath === "-" ? "<stdin>" : modelPath;
-  const parsed = parseModelText(text, formatOf(modelPath, text));
+  const parsed = parseModelText(text, formatOfModelFile(modelPath, text));
   if (!parsed.ok) return reportIssues(o, parsed.issues, label);
   const table = flowTable(parsed.model);
   const host = options.host;
@@ -127,38 +118,44 @@ function flowsCommand(options: CliOptions, o: Output): number {
   return EXIT.ok;
 }
 
+/**
+ * The library's issues, as the command line words them: where a library message names an
+ * option of render(), a person at the shell wants the flag that supplies it.
+ */
+function forTheCommandLine(issue: ModelIssue): ModelIssue {
+  const missingEnv = /^(environment variable \S+ is not set) \(no value for it in the env option\)$/.exec(issue.message);
+  return missingEnv ? { ...issue, message: `${missingEnv[1]} (export it, or put it in a secrets file passed with --secrets)` } : issue;
+}
+
 async function renderCommand(options: CliOptions, o: Output): Promise<number> {
   const modelPath = options.model ?? "novacloud.toml";
-  const text = readText(modelPath);
   const label = modelPath === "-" ? "<stdin>" : modelPath;
-  const parsed = parseModelText(text, formatOf(modelPath, text));
-  if (!parsed.ok) return reportIssues(o, parsed.issues, label);
-  if (!o.quiet && !o.json) for (const w of parsed.warnings) o.err(`warning: ${formatIssue(w, label)}\n`);
+  const loaded = loadModel(modelPath);
+  if (!loaded.ok) return reportIssues(o, loaded.issues, label);
+  const model = loaded.model;
+  if (!o.quiet && !o.json) for (const w of loaded.warnings) o.err(`warning: ${formatIssue(w, label)}\n`);
 
-  const fileValues = Object.assign({}, ...options.secrets.map((f) => parseSecretsFile(readText(f), f))) as Record<string, string>;
-  const env = { ...process.env, ...fileValues };
-  const baseDir = modelPath === "-" ? process.cwd() : dirname(resolve(modelPath));
-  const fileRefs = secretUses(parsed.model).flatMap((u) => (typeof u.ref === "object" && "file" in u.ref ? [u.ref.file] : []));
-  const sources = { env, files: readSecretFiles(fileRefs, baseDir) };
+  const env = Object.assign({ ...process.env }, ...options.secrets.map((f) => readSecretsFile(f))) as Record<string, string>;
+  const sources = { env, files: loaded.files };
   // Node's native PBKDF2 gives the same bytes as the core's pure-JS default, much faster.
   const pbkdf2 = (digest: "sha256" | "sha512", password: Uint8Array, salt: Uint8Array, iterations: number, length: number) =>
     new Uint8Array(pbkdf2Sync(password, salt, iterations, length, digest));
   // Known secret values, to redact from anything shown (resolved again inside render).
-  const shownSecrets = secretValues(resolveSecrets(parsed.model, sources).secrets);
+  const shownSecrets = secretValues(resolveSecrets(model, sources).secrets);
 
-  let tree: Tree;
-  try {
-    tree = render(parsed.model, { ...sources, pbkdf2 });
-  } catch (error) {
-    if (error instanceof ModelError) return reportIssues(o, locateIssues(text, formatOf(modelPath, text), error.issues), label, shownSecrets);
-    throw error;
-  }
   if (options.host !== undefined) {
-    const hosts = parsed.model.topology.hosts.map((h) => h.name);
+    const hosts = model.topology.hosts.map((h) => h.name);
     if (!hosts.includes(options.host) && options.host !== "compose") {
       return reportIssues(o, [{ path: "hosts", message: `--host ${shown(options.host)}: no such host (hosts: ${hosts.join(", ") || "none"})` }], label);
     }
-    tree = hostOnly(tree, options.host);
+  }
+  const renderOptions = { ...sources, pbkdf2, ...(options.host !== undefined ? { hosts: [options.host] } : {}) };
+  let tree: Tree;
+  try {
+    tree = render(model, renderOptions);
+  } catch (error) {
+    if (ModelError.is(error)) return reportIssues(o, loaded.locate(error.issues).map(forTheCommandLine), label, shownSecrets);
+    throw error;
   }
 
   if (options.list) {
@@ -188,23 +185,26 @@ async function renderCommand(options: CliOptions, o: Output): Promise<number> {
     o.out(file.content);
     return EXIT.ok;
   }
-  const outDir = options.out!;
+  if (options.out === undefined) {
+    // --format json alone: the tree in its documented JSON form (src/tree-json.ts).
+    o.out(`${JSON.stringify({ ok: true, tree: treeToJson(tree) }, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  const outDir = options.out;
   if (options.check) {
-    const { compareWithDirectory, driftChanges, formatDrift, formatPlan, hasDrift } = await import("./check.js");
-    const { planChanges } = await import("../plan.js");
-    const drift = compareWithDirectory(tree, outDir, shownSecrets);
-    const plan = hasDrift(drift) ? planChanges(parsed.model, { ...sources, pbkdf2 }, driftChanges(drift, outDir), drift.removed) : [];
-    const shownPlan = options.host === undefined ? plan : plan.filter((p) => p.host === options.host);
-    if (o.json) o.out(`${JSON.stringify({ ok: !hasDrift(drift), ...drift, plan: shownPlan }, null, 2)}\n`);
-    else if (hasDrift(drift)) o.out(`${formatDrift(drift, outDir, useColor(options))}${formatPlan(shownPlan)}`);
+    const { formatDrift, formatPlan } = await import("../node/check.js");
+    const check = checkTree(tree, outDir, { model, render: renderOptions });
+    const { clean, plan, ...drift } = check;
+    if (o.json) o.out(`${JSON.stringify({ ok: clean, ...drift, plan }, null, 2)}\n`);
+    else if (!clean) o.out(`${formatDrift(drift, outDir, useColor(options))}${formatPlan(plan)}`);
     else if (!o.quiet) o.out(formatDrift(drift, outDir, useColor(options)));
-    return hasDrift(drift) ? EXIT.drift : EXIT.ok;
+    return clean ? EXIT.ok : EXIT.drift;
   }
   writeTree(tree, outDir);
   const trees = new Set([...tree.keys()].map((p) => p.split("/")[0]!));
   if (o.json) o.out(`${JSON.stringify({ ok: true, out: outDir, files: tree.size, trees: trees.size })}\n`);
   else if (!o.quiet) {
-    const hosts = parsed.model.topology.hosts.filter((h) => trees.has(h.name)).length;
+    const hosts = model.topology.hosts.filter((h) => trees.has(h.name)).length;
     const what = [
       ...(hosts > 0 ? [`${hosts} host${hosts === 1 ? "" : "s"}`] : []),
       ...(trees.has("ansible") ? ["the Ansible bundle"] : []),

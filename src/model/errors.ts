@@ -72,10 +72,24 @@ export function formatIssue(issue: ModelIssue, file?: string): string {
   return escapeUnsafe(`${where}${issue.path === "" ? "(model)" : issue.path}: ${issue.message}`);
 }
 
+/**
+ * The brand every ModelError carries, under a registered symbol: the ESM and the CommonJS copy
+ * of this package (or two versions of it) each have their own class, so `instanceof` cannot
+ * tell one copy's error from the other's; ModelError.is can.
+ */
+const MODEL_ERROR = Symbol.for("novacloud-render.ModelError");
+
 export class ModelError extends Error {
+  readonly [MODEL_ERROR] = true;
+
   constructor(readonly issues: readonly ModelIssue[]) {
     super(issues.map((i) => formatIssue(i)).join("\n"));
     this.name = "ModelError";
+  }
+
+  /** True for a ModelError from any copy of this package (instanceof only knows its own copy's). */
+  static is(error: unknown): error is ModelError {
+    return typeof error === "object" && error !== null && (error as Record<symbol, unknown>)[MODEL_ERROR] === true;
   }
 }
 

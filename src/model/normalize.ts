@@ -4,7 +4,7 @@
  * versions and which host plays which role).
  */
 import { capabilities, DISTRIBUTIONS, type Capabilities, type Distribution, type SoftwareVersions } from "./capabilities.js";
-import type { ParsedModel, Role } from "./schema.js";
+import type { ModelInput, ParsedModel, Role } from "./schema.js";
 
 export interface Host {
   readonly name: string;
@@ -84,6 +84,11 @@ export interface Model extends Omit<ParsedModel, "project" | "postgres" | "redis
   readonly topology: Topology;
   /** The site's names: domain first, then aliases. */
   readonly siteNames: readonly string[];
+  /**
+   * What the model was validated from (a frozen copy). A copy of a model given to render() is
+   * validated again from this, never trusted by identity.
+   */
+  readonly input: ModelInput;
 }
 
 export function hostsOf(parsed: Pick<ParsedModel, "hosts">): Host[] {
@@ -192,7 +197,7 @@ export function projectOf(parsed: ParsedModel): Project {
   };
 }
 
-export function normalize(parsed: ParsedModel): Model {
+export function normalize(parsed: ParsedModel): Omit<Model, "input"> {
   const project = projectOf(parsed);
   const versions = versionsOf(parsed);
   const names = accountNames(parsed);

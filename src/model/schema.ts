@@ -5,7 +5,9 @@
  */
 // A namespace import, so bundlers keep only the parts of zod the model uses.
 import * as z from "zod";
-import { DISTRIBUTION_NAMES } from "./capabilities.js";
+import { DISTRIBUTION_NAMES, type Distribution } from "./capabilities.js";
+import type { ModelInput, ParsedModel } from "../generated/model-types.js";
+import type { Assert, Same } from "./values.js";
 import {
   absPath,
   ageRecipient,
@@ -63,7 +65,7 @@ const enumOf = <T extends readonly [string, ...string[]]>(values: T) =>
 
 const platform = z
   .strictObject({
-    distribution: enumOf(DISTRIBUTION_NAMES as [string, ...string[]])
+    distribution: enumOf(DISTRIBUTION_NAMES as [Distribution, ...Distribution[]])
       .default("debian-12")
       .describe("Target distribution; it sets the versions below."),
     nginx: version().optional().describe("nginx version, if not the distribution's."),
@@ -496,10 +498,15 @@ export const modelSchema = z
   })
   .describe("A NovaCloud deployment: what runs where, and how.");
 
-/** The model as the user writes it. */
-export type ModelInput = z.input<typeof modelSchema>;
-/** The model after validation, with every default filled in. */
-export type ParsedModel = z.output<typeof modelSchema>;
+/**
+ * The model as the user writes it (z.input of the schema) and after validation, with every
+ * default filled in (z.output), written out as plain types by scripts/write-model-types.mjs so
+ * the published declarations need no zod. The assertions below fail to compile when the
+ * generated types and the schema disagree.
+ */
+export type { ModelInput, ParsedModel } from "../generated/model-types.js";
+export type InputIsTheSchemas = Assert<Same<ModelInput, z.input<typeof modelSchema>>>;
+export type OutputIsTheSchemas = Assert<Same<ParsedModel, z.output<typeof modelSchema>>>;
 
 /** Keys whose values are secrets: never echoed in an error. */
 export const SECRET_KEYS = new Set(["password", "secret_key", "stats_password", "bridge_password", "rewind_password", "access_key_id", "secret_access_key"]);

@@ -79,7 +79,7 @@ export function resolveSecrets(model: SecretHolder, sources: SecretSources): { s
       value = sources.env?.[use.ref.env];
       origin = `environment variable ${use.ref.env}`;
       if (value === undefined || value === "") {
-        issues.push({ path: use.path, message: `environment variable ${use.ref.env} is not set (export it, or put it in the secrets file passed with --secrets)` });
+        issues.push({ path: use.path, message: `environment variable ${use.ref.env} is not set (no value for it in the env option)` });
         continue;
       }
     } else {

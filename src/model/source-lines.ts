@@ -180,3 +180,114 @@ function jsonLineOfPath(scan: JsonScan, path: string): number | undefined {
   }
   return undefined;
 }
+
+/**
+ * Where JSON text first breaks the grammar (RFC 8259) and what was expected there. V8's
+ * JSON.parse names a position for some errors only ("Unexpected token '}', ... is not valid
+ * JSON" has none, and neither has "Unexpected end of JSON input"), and its wording differs
+ * between Node releases; every syntax error must carry a line and column, so this finds it.
+ */
+export function jsonSyntaxError(text: string): { offset: number; message: string } | undefined {
+  let i = 0;
+  class Stop {
+    constructor(readonly offset: number, readonly message: string) {}
+  }
+  const fail = (message: string): never => {
+    throw new Stop(i, i >= text.length ? `unexpected end of input (${message})` : `unexpected ${JSON.stringify(text[i])} (${message})`);
+  };
+  const space = () => {
+    while (i < text.length && " \t\r\n".includes(text[i]!)) i++;
+  };
+  const literal = (word: string) => {
+    for (const ch of word) {
+      if (text[i] !== ch) fail(`expected ${word}`);
+      i++;
+    }
+  };
+  const string = () => {
+    if (text[i] !== '"') fail("expected a string in double quotes");
+    i++;
+    for (;;) {
+      if (i >= text.length) fail("the string is not closed");
+      const c = text.charCodeAt(i);
+      if (c === 0x22) return void i++;
+      if (c < 0x20) fail("a line break or control character inside a string must be escaped");
+      if (c === 0x5c) {
+        i++;
+        if (text[i] === "u" && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) i += 5;
+        else if (text[i] !== undefined && '"\\/bfnrt'.includes(text[i]!)) i++;
+        else fail("not a valid escape");
+      } else i++;
+    }
+  };
+  const number = () => {
+    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (!m) fail("expected a value");
+    i += m![0].length;
+  };
+  const value = (depth: number): void => {
+    if (depth > 1000) fail("nested too deeply");
+    space();
+    const c = text[i];
+    if (c === "{") {
+      i++;
+      space();
+      if (text[i] === "}") return void i++;
+      for (;;) {
+        space();
+        string();
+        space();
+        if (text[i] !== ":") fail("expected ':' after a key");
+        i++;
+        value(depth + 1);
+        space();
+        if (text[i] === ",") {
+          i++;
+          space();
+          if (text[i] === "}") fail("expected a key after ',' (JSON allows no trailing comma)");
+          continue;
+        }
+        if (text[i] === "}") return void i++;
+        fail("expected ',' or '}'");
+      }
+    }
+    if (c === "[") {
+      i++;
+      space();
+      if (text[i] === "]") return void i++;
+      for (;;) {
+        value(depth + 1);
+        space();
+        if (text[i] === ",") {
+          i++;
+          space();
+          if (text[i] === "]") fail("expected a value after ',' (JSON allows no trailing comma)");
+          continue;
+        }
+        if (text[i] === "]") return void i++;
+        fail("expected ',' or ']'");
+      }
+    }
+    if (c === '"') return string();
+    if (c === "t") return literal("true");
+    if (c === "f") return literal("false");
+    if (c === "n") return literal("null");
+    number();
+  };
+  try {
+    if (text.charCodeAt(0) === 0xfeff) i++;
+    value(0);
+    space();
+    if (i < text.length) fail("expected the end of the document");
+    return undefined;
+  } catch (error) {
+    if (error instanceof Stop) return { offset: error.offset, message: error.message };
+    throw error;
+  }
+}
+
+/** 1-based line and column of a character offset. */
+export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, offset).split("\n");
+  return { line: before.length, column: before[before.length - 1]!.length + 1 };
+}

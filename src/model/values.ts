@@ -6,6 +6,7 @@
  */
 // A namespace import, so bundlers keep only the parts of zod the model uses.
 import * as z from "zod";
+import type { SecretRef } from "../generated/model-types.js";
 
 // Characters JSON.stringify leaves as they are but a terminal or editor may act on: DEL and C1
 // controls (0x9b is a CSI escape), soft hyphen, zero-width and bidi controls ("trojan source"),
@@ -338,4 +339,10 @@ export const secret = () =>
     })
     .describe('A secret: { env = "NAME" } (read from the environment) or { file = "/path" }. Inline strings work but are warned about.');
 
-export type SecretRef = z.infer<ReturnType<typeof secret>>;
+/** A secret reference as written (generated from `secret()` by scripts/write-model-types.mjs). */
+export type { SecretRef } from "../generated/model-types.js";
+export type SecretRefIsTheSchemas = Assert<Same<SecretRef, z.infer<ReturnType<typeof secret>>>>;
+
+/** Compile-time checks: Assert<Same<A, B>> fails to compile unless A and B are the same type. */
+export type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export type Assert<T extends true> = T;

@@ -10,6 +10,7 @@ import { unitName } from "../../src/artifacts/effects.js";
 import { pathsOf } from "../../src/artifacts/paths.js";
 import { stepLines } from "../../src/artifacts/steps.js";
 import { render, renderHosts } from "../../src/render.js";
+import type { Role } from "../../src/model/schema.js";
 import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
 import { bundleOf, fixtureBundles, hostTaskFiles, hostTasks, waveHosts } from "../helpers/ansible.js";
 import { programsAvailable } from "../helpers/programs.js";
@@ -32,14 +33,14 @@ const asList = (v: unknown): string[] => (v === undefined ? [] : Array.isArray(v
 
 describe("the Ansible bundle of a large fleet", () => {
   it("renders for 10,000 app hosts: every host in the inventory, its services after the one migration", () => {
-    const hosts: Record<string, unknown> = {
+    const hosts: Record<string, { address: string; roles: Role[] }> = {
       lb: { address: "10.0.0.2", roles: ["lb"] },
       db: { address: "10.0.0.3", roles: ["db"] },
       cache: { address: "10.0.0.4", roles: ["redis", "mqtt"] },
     };
     for (let i = 0; i < 10_000; i++) hosts[`app${i}`] = { address: `10.${1 + Math.floor(i / 62500)}.${Math.floor(i / 250) % 250}.${(i % 250) + 1}`, roles: ["web", "app"] };
     // Uploads on 10,000 web hosts need one home: S3 adds no step between hosts.
-    const media = { storage: "s3", bucket: "media", access_key_id: "k", secret_access_key: "s" };
+    const media = { storage: "s3" as const, bucket: "media", access_key_id: "k", secret_access_key: "s" };
     const tree = render({ project: { django_module: "App" }, site: { domain: "example.org" }, hosts, media, postgres: { password: "p" }, redis: { password: "r" }, mqtt: { password: "m" }, django: { secret_key: "s" } });
     expect((tree.get("ansible/inventory.yml")!.content.match(/ansible_host: /g) ?? []).length).toBe(10_003);
     // app0 migrates after db's roles (wave 2); every other app host starts its services in wave 3.

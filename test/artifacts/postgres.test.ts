@@ -11,7 +11,7 @@ import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
 import { pathsOf } from "../../src/artifacts/paths.js";
 import { pgSizeMegabytes, postgresFamily, scramSafe, slotName } from "../../src/artifacts/postgres.js";
-import { parseSecretsFile } from "../../src/cli/files.js";
+import { parseSecretsFile } from "../../src/node/files.js";
 import { secretForms } from "../../src/redact.js";
 import { contextOf, fixtureContexts, fixtureNames, loadFixture } from "../helpers/fixtures.js";
 

@@ -1,7 +1,7 @@
 /** Loading fixtures the way the CLI does: model text, its secrets file, referenced secret files. */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseSecretsFile, readSecretFiles } from "../../src/cli/files.js";
+import { parseSecretsFile, readSecretFiles } from "../../src/node/files.js";
 import { parse as parseToml } from "smol-toml";
 import { hostContexts, type HostContext } from "../../src/artifacts/context.js";
 import { kdfOwnedBy, pbkdf2Js } from "../../src/crypto.js";

@@ -1,8 +1,9 @@
 /**
- * The CLI's file system work: reading the model and secrets, and writing a tree safely.
+ * File system work shared by the CLI and the library's `novacloud-render/node`: reading the
+ * model and secrets, and writing a tree safely.
  *
- * Safe writes (issue #5): the new tree is built in a temporary directory beside --out; files
- * in --out that this tool did not generate (not in its manifest) are carried over; then the two
+ * Safe writes (issue #5): the new tree is built in a temporary directory beside the output
+ * directory; files there that this tool did not generate (not in its manifest) are carried over; then the two
  * directories are swapped with renames. A failure at any point leaves --out as it was. Stale
  * generated files disappear because they are simply not carried over; nothing else is removed.
  */
@@ -21,7 +22,21 @@ export interface Manifest {
   readonly files: readonly { path: string; mode: string; secret?: boolean }[];
 }
 
-export class IoError extends Error {}
+const IO_ERROR = Symbol.for("novacloud-render.IoError");
+
+/** A file that could not be read or written; IoError.is recognises one from any copy of the package. */
+export class IoError extends Error {
+  readonly [IO_ERROR] = true;
+
+  constructor(message: string) {
+    super(message);
+    this.name = "IoError";
+  }
+
+  static is(error: unknown): error is IoError {
+    return typeof error === "object" && error !== null && (error as Record<symbol, unknown>)[IO_ERROR] === true;
+  }
+}
 
 export function readText(path: string): string {
   try {
@@ -110,7 +125,10 @@ function carryOver(from: string, to: string): void {
   }
 }
 
-/** Writes `tree` to `outDir` as described at the top of this file. */
+/**
+ * Writes `tree` to `outDir` as described at the top of this file, with the manifest the CLI
+ * reads: a tool and the CLI can write (and --check) the same directory.
+ */
 export function writeTree(tree: Tree, outDir: string): void {
   const target = resolve(outDir);
   if (existsSync(target) && !lstatSync(target).isDirectory()) throw new IoError(`${outDir} exists and is not a directory`);
@@ -119,7 +137,7 @@ export function writeTree(tree: Tree, outDir: string): void {
   const clash = foreign.filter((path) => tree.has(path));
   if (clash.length > 0) {
     throw new IoError(
-      `${outDir} holds files this tool did not write at paths it would write (${clash.slice(0, 3).join(", ")}${clash.length > 3 ? ", ..." : ""}); move them away or choose another --out`,
+      `${outDir} holds files this tool did not write at paths it would write (${clash.slice(0, 3).join(", ")}${clash.length > 3 ? ", ..." : ""}); move them away or choose another directory`,
     );
   }
   mkdirSync(dirname(target), { recursive: true });
