@@ -157,8 +157,8 @@ describe.skipIf(!logrotateTool)("logrotate -d", () => {
     return { conf, state: b.path("state"), original: p.logrotate };
   }
 
-  it("covers every app host (9 over the fixtures)", () => {
-    expect(appHosts).toHaveLength(9);
+  it("covers every app host (11 over the fixtures)", () => {
+    expect(appHosts).toHaveLength(11);
   });
 
   it.each(appHosts)("$name: rotates (forced) as the account and runs only the USR1 postrotate", ({ ctx }) => {
@@ -230,8 +230,8 @@ describe.skipIf(!canUnshare())("ufw --dry-run", () => {
     return { script, result: runAsync("unshare", ["-m", "--propagation", "private", "sh", "-c", inner]) };
   }
 
-  it("covers every host (21 over the fixtures)", () => {
-    expect(firewalls).toHaveLength(21);
+  it("covers every host (30 over the fixtures)", () => {
+    expect(firewalls).toHaveLength(30);
   });
 
   it.concurrent.each(distinct)("$name: ufw accepts every rule", async ({ ctx, file }) => {
