@@ -32,6 +32,8 @@ export interface Bed {
   /** Seconds per phase, in order. */
   readonly timings: [string, number][];
   playbook(extra?: readonly string[]): RunResult;
+  /** Renders the model again into the bundle's directory (as an operator does after any change). */
+  rerender(): void;
   /** A command on the internet namespace, with the site's names resolving to the lb. */
   fromInternet(command: string, timeoutMs?: number): RunResult;
   /** Commits the app's tree as it is now under `dir/app` (a new version) and publishes it. */
@@ -216,6 +218,7 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
       caFile,
       timings,
       playbook,
+      rerender: () => writeTree(render(model, fixture.sources), out),
       fromInternet: (command, timeoutMs) => fleet.fromInternet(command, timeoutMs),
       publishApp: (edit, message) => {
         edit(appDir);

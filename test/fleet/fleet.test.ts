@@ -5,12 +5,14 @@
  * `npm run test:fleet`. Needs root, systemd-nspawn, debootstrap, ansible; without them it skips
  * with one message, and fails under CI=true.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bedUp, until, type Bed } from "./bed.js";
 import { fleetCapability } from "./machines.js";
+import { flowTable } from "../../src/model/flows.js";
 
 const capability = fleetCapability();
 if (!capability.ok && process.env.CI === "true") throw new Error(`the fleet cannot run here under CI=true: ${capability.why}`);
@@ -19,6 +21,8 @@ if (!capability.ok) console.warn(`fleet skipped: ${capability.why}`);
 const WORK = process.env.NOVACLOUD_FLEET_DIR ?? "/var/tmp/novacloud-fleet/run";
 const CACHE = process.env.NOVACLOUD_FLEET_CACHE ?? "/var/tmp/novacloud-fleet";
 const CLIENTS = join(import.meta.dirname, "clients");
+/** The scanner, to be sent to a host as base64 (one word on the command line). */
+const fs_scan = () => readFileSync(join(CLIENTS, "scan.py")).toString("base64");
 
 describe.skipIf(!capability.ok)("the fleet", () => {
   let bed: Bed;
@@ -104,6 +108,7 @@ describe.skipIf(!capability.ok)("the fleet", () => {
     const mqtt = model.topology.hosts.find((h) => h.roles.has("mqtt"))!.name;
     const device = "sensor-1";
     const password = `dev-${randomBytes(6).toString("hex")}`;
+    writeFileSync(join(WORK, "device-password"), password, { mode: 0o600 });
     // The runbook's "Add a device account": mosquitto_passwd asks twice, then a reload.
     const add = bed.fleet.ssh(mqtt, `printf '%s\\n%s\\n' '${password}' '${password}' | mosquitto_passwd /etc/mosquitto/devices.passwd ${device} && systemctl reload mosquitto`);
     expect(add.code, add.output).toBe(0);
@@ -153,6 +158,182 @@ describe.skipIf(!capability.ok)("the fleet", () => {
       return undefined;
     }, 60_000);
     timed("check: reboot", t);
+  });
+
+  it("every flow in the flow table works, and a scan finds nothing open beyond it", () => {
+    const t = Date.now();
+    const model = bed.fixture.model;
+    const table = flowTable(model);
+    const hosts = model.topology.hosts;
+    // Every port the table names, and the usual suspects a mistake would open.
+    const ports = [...new Set([...table.flows.map((f) => f.port), ...table.entries.map((e) => e.port), 22, 80, 443, 1883, 1884, 5432, 6379, 8000, 8001, 8080, 8883, 26379])].sort((a, b) => a - b);
+    const targets = hosts.flatMap((h) => ports.map((p) => `${h.address}:${p}`));
+    const scan = fs_scan();
+    const expected = (from: string | undefined) =>
+      new Set([
+        ...table.flows.filter((f) => f.from.name === from).map((f) => `${f.to.address}:${f.port}`),
+        ...table.entries.filter((e) => e.from.length === 0).map((e) => `${e.to.address}:${e.port}`),
+      ]);
+    const open = (output: string) => new Set(output.split("\n").filter(Boolean));
+    const report: string[] = [];
+    const outside = bed.fromInternet(`python3 ${CLIENTS}/scan.py ${targets.join(" ")}`);
+    expect(outside.code, outside.output).toBe(0);
+    const fromInternet = open(outside.stdout);
+    expect([...fromInternet].sort(), "open from the internet").toEqual([...expected(undefined)].sort());
+    report.push(`internet: ${fromInternet.size} open`);
+    for (const h of hosts) {
+      // Its own ports are loopback or its own business: only the other hosts are scanned.
+      const others = targets.filter((x) => !x.startsWith(`${h.address}:`));
+      const r = bed.fleet.ssh(h.name, `echo ${scan} | base64 -d > /tmp/scan.py && python3 /tmp/scan.py ${others.join(" ")}; rm -f /tmp/scan.py`);
+      expect(r.code, r.output).toBe(0);
+      const got = open(r.stdout);
+      const want = new Set([...expected(h.name)].filter((x) => !x.startsWith(`${h.address}:`)));
+      expect([...got].sort(), `open from ${h.name}`).toEqual([...want].sort());
+      report.push(`${h.name}: ${got.size} open`);
+    }
+    console.log(`scan: ${report.join(", ")}`);
+    timed("check: flows and scan", t);
+  });
+
+  it("a device account added as the runbook says survives a re-render and a re-apply", async () => {
+    // The account was added by the MQTT check; the second playbook run (below) re-applies a
+    // fresh render. Here: render again into the bundle and apply it, then the device logs in.
+    const t = Date.now();
+    const model = bed.fixture.model;
+    bed.rerender();
+    const r = bed.playbook(["--limit", "role_mqtt"]);
+    expect(r.code, r.output.slice(-3000)).toBe(0);
+    const payload = `again-${randomBytes(4).toString("hex")}`;
+    const pub = bed.fromInternet(
+      `mosquitto_pub -h ${model.mqtt.domain} -p ${model.mqtt.tls_port} --cafile ${bed.caFile} -u sensor-1 -P "$(cat ${join(WORK, "device-password")})" -q 1 -t devices/sensor-1/temperature -m '${payload}'`,
+    );
+    expect(pub.code, pub.output).toBe(0);
+    await until("the message in the database", () => ((json("/messages/").messages as [string, string][]).some(([, p]) => p === payload) ? true : undefined), 60_000);
+    timed("check: device account survives", t);
+  });
+
+  it("update.sh rolls out a new version with a migration while a client keeps requesting; a failing check leaves the old one serving", async () => {
+    const t = Date.now();
+    const django = bed.fixture.model.topology.hosts.filter((h) => h.roles.has("app") || h.roles.has("worker") || h.roles.has("asgi") || h.roles.has("scheduler"));
+    const migrator = bed.fixture.model.topology.migrator!.name;
+    const order = [migrator, ...django.map((h) => h.name).filter((n) => n !== migrator)];
+    bed.publishApp((dir) => {
+      const views = join(dir, "fleetapp/views.py");
+      writeFileSync(views, readFileSync(views, "utf8").replace('RELEASE = "1"', 'RELEASE = "2"'));
+      writeFileSync(
+        join(dir, "fleetapp/migrations/0002_job_note.py"),
+        'from django.db import migrations, models\n\n\nclass Migration(migrations.Migration):\n    dependencies = [("fleetapp", "0001_initial")]\n    operations = [migrations.AddField("job", "note", models.CharField(max_length=40, default=""))]\n',
+      );
+      const models = join(dir, "fleetapp/models.py");
+      writeFileSync(models, readFileSync(models, "utf8").replace("    token = models.CharField(max_length=64, unique=True)\n", '    token = models.CharField(max_length=64, unique=True)\n    note = models.CharField(max_length=40, default="")\n'));
+    }, "release 2: a migration");
+    // A client requesting all along, through the lb.
+    rmSync(join(WORK, "stop-client"), { force: true });
+    const client = spawn("ip", ["netns", "exec", bed.fleet.internet, "bash", "-c",
+      `while [ ! -e ${join(WORK, "stop-client")} ]; do curl -s -o /dev/null -w '%{http_code}\n' --max-time 10 --cacert ${bed.caFile} https://${site()}/whoami/; sleep 0.05; done`], { stdio: ["ignore", "pipe", "inherit"] });
+    let codes = "";
+    client.stdout.on("data", (d: Buffer) => (codes += d.toString()));
+    const exited = new Promise((r) => client.once("exit", r));
+    try {
+      for (const host of order) {
+        const r = bed.fleet.ssh(host, "/opt/novacloud/update.sh main", 600_000);
+        expect(r.code, `${host}: ${r.output.slice(-3000)}`).toBe(0);
+      }
+      await until("release 2 everywhere", () => {
+        const seen = new Set<string>();
+        for (let i = 0; i < 8; i++) seen.add(String(json("/whoami/").release));
+        return seen.size === 1 && seen.has("2") ? true : undefined;
+      }, 60_000);
+    } finally {
+      writeFileSync(join(WORK, "stop-client"), "");
+      await exited;
+    }
+    const all = codes.split("\n").filter(Boolean);
+    expect(all.length).toBeGreaterThan(20);
+    expect(all.filter((c) => c !== "200"), `${all.length} requests`).toEqual([]);
+    console.log(`update: ${all.length} requests during the rollout, all 200`);
+    const db = bed.fixture.model.postgres.database;
+    expect(bed.fleet.ssh(bed.fixture.model.topology.db!.name, `cd / && runuser -u postgres -- psql -XAt -d ${db} -c "SELECT column_name FROM information_schema.columns WHERE table_name = 'fleetapp_job' AND column_name = 'note'"`).stdout.trim()).toBe("note");
+
+    // Release 3 fails Django's checks (a system check error): update.sh stops before the
+    // switch, and release 2 serves on.
+    bed.publishApp((dir) => {
+      writeFileSync(
+        join(dir, "fleetapp/apps.py"),
+        'from django.apps import AppConfig\nfrom django.core import checks\n\n\nclass FleetAppConfig(AppConfig):\n    name = "fleetapp"\n\n    def ready(self):\n' +
+          '        checks.register(lambda app_configs, **kwargs: [checks.Error("release 3 is broken", id="fleetapp.E001")])\n',
+      );
+      const views = join(dir, "fleetapp/views.py");
+      writeFileSync(views, readFileSync(views, "utf8").replace('RELEASE = "2"', 'RELEASE = "3"'));
+    }, "release 3: fails check --deploy");
+    const failed = bed.fleet.ssh(migrator, "/opt/novacloud/update.sh main", 600_000);
+    expect(failed.code, failed.output.slice(-3000)).not.toBe(0);
+    expect(failed.output).toMatch(/NOT deployed/);
+    for (let i = 0; i < 6; i++) expect(json("/whoami/").release).toBe("2");
+    timed("check: update and a failed update", t);
+  });
+
+  it("stopping the Redis primary leaves the app working after Sentinel's failover", async () => {
+    const t = Date.now();
+    const model = bed.fixture.model;
+    const redisHosts = model.topology.hosts.filter((h) => h.roles.has("redis"));
+    // Asked the runbook's way, on a host with Redis and a sentinel (the password is read from
+    // the rendered Redis fragment there): the rendered line as it is.
+    const sentinel = model.topology.hosts.find((h) => h.roles.has("redis-sentinel") && h.roles.has("redis"))!.name;
+    const runbook = bed.tree.get(`${sentinel}/usr/local/share/doc/${model.project.name}/runbook.md`)!.content;
+    const ask = runbook.split("\n").find((l) => l.includes("sentinel get-master-addr-by-name"))!;
+    const primaryAddress = () => bed.fleet.ssh(sentinel, ask).stdout.split("\n")[0]!.trim();
+    const before = primaryAddress();
+    const primary = redisHosts.find((h) => h.address === before);
+    expect(primary, `sentinel names ${before}`).toBeDefined();
+    const stop = bed.fleet.ssh(primary!.name, "systemctl stop redis-server");
+    expect(stop.code, stop.output).toBe(0);
+    try {
+      const after = await until("Sentinel to promote a replica", () => {
+        const a = primaryAddress();
+        return a && a !== before ? a : undefined;
+      }, 90_000, 1000);
+      console.log(`redis failover: ${before} -> ${after} after ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      const token = `failover-${randomBytes(4).toString("hex")}`;
+      await until("a task queued after the failover to run", () => {
+        json(`/enqueue/${token}/`);
+        return (json(`/jobs/${token}/`).host as string | null) ?? undefined;
+      }, 90_000, 2000);
+    } finally {
+      // The old primary comes back as a replica of the new one.
+      bed.fleet.ssh(primary!.name, "systemctl start redis-server");
+    }
+    timed("check: Redis failover", t);
+  });
+
+  it("backup.sh on the db host, then the runbook's restore into a fresh database gives the same rows", () => {
+    const t = Date.now();
+    const model = bed.fixture.model;
+    const db = model.topology.db!.name;
+    const name = model.postgres.database;
+    const asPostgres = (sql: string, database = name) => `cd / && runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d ${database} -c "${sql}"`;
+    // Rows of the tables that only the checks write (the periodic task keeps adding ticks).
+    const digest = (database: string) =>
+      bed.fleet.ssh(db, asPostgres("SELECT (SELECT md5(string_agg(token || host, ',' ORDER BY token)) FROM fleetapp_job) || ' ' || (SELECT md5(string_agg(topic || payload, ',' ORDER BY id)) FROM fleetapp_devicemessage) || ' ' || (SELECT md5(string_agg(mark, ',' ORDER BY mark)) FROM fleet_marks)", database));
+    const before = digest(name);
+    expect(before.code, before.output).toBe(0);
+    // The runbook's "Run one backup now".
+    const backup = bed.fleet.ssh(db, `systemctl start ${model.project.name}-backup.service`, 300_000);
+    expect(backup.code, backup.output + bed.fleet.ssh(db, `journalctl -u ${model.project.name}-backup.service --no-pager | tail -n 30`).output).toBe(0);
+    const dump = bed.fleet.ssh(db, `ls -1 ${model.backup.dir}/${model.project.name}_db_*.dump | tail -n 1`).stdout.trim();
+    expect(dump).toMatch(/\.dump$/);
+    // "Restore a dump with pg_restore --clean --if-exists", into a fresh database.
+    const restore = bed.fleet.ssh(db, `cd / && runuser -u postgres -- createdb fleet_restore && runuser -u postgres -- pg_restore --clean --if-exists --no-owner -d fleet_restore ${dump}`, 300_000);
+    expect(restore.code, restore.output).toBe(0);
+    try {
+      const after = digest("fleet_restore");
+      expect(after.code, after.output).toBe(0);
+      expect(after.stdout.trim()).toBe(before.stdout.trim());
+      expect(after.stdout.trim()).toMatch(/^[0-9a-f]{32} [0-9a-f]{32} [0-9a-f]{32}$/);
+    } finally {
+      bed.fleet.ssh(db, "cd / && runuser -u postgres -- dropdb --if-exists fleet_restore");
+    }
+    timed("check: backup and restore", t);
   });
 
   it("a second playbook run reports zero changes", () => {
