@@ -301,7 +301,11 @@ describe.skipIf(!capability.ok)("the fleet", () => {
       const after = await until("Sentinel to promote a replica", () => {
         const a = primaryAddress();
         return a && a !== before ? a : undefined;
-      }, 90_000, 1000);
+      }, 90_000, 1000).catch((e: unknown) => {
+        // What the sentinels saw, for the failure's message.
+        const sentinelLog = sentinels.map((n) => `${n}:\n${bed.fleet.ssh(n, "journalctl -u redis-sentinel --no-pager | tail -n 25; tail -n 25 /var/log/redis/redis-sentinel.log 2>/dev/null").output}`).join("\n");
+        throw new Error(`${String(e)}\n${sentinelLog}`);
+      });
       console.log(`redis failover: ${before} -> ${after} after ${((Date.now() - t) / 1000).toFixed(1)} s`);
       const token = `failover-${randomBytes(4).toString("hex")}`;
       await until("a task queued after the failover to run", () => {
@@ -332,7 +336,8 @@ describe.skipIf(!capability.ok)("the fleet", () => {
     const dump = bed.fleet.ssh(db, `ls -1 ${model.backup.dir}/${model.project.name}_db_*.dump | tail -n 1`).stdout.trim();
     expect(dump).toMatch(/\.dump$/);
     // "Restore a dump with pg_restore --clean --if-exists", into a fresh database.
-    const restore = bed.fleet.ssh(db, `cd / && runuser -u postgres -- createdb fleet_restore && runuser -u postgres -- pg_restore --clean --if-exists --no-owner -d fleet_restore ${dump}`, 300_000);
+    // The dump is root's (0600): root's shell opens it for pg_restore.
+    const restore = bed.fleet.ssh(db, `cd / && runuser -u postgres -- createdb fleet_restore && runuser -u postgres -- pg_restore --clean --if-exists --no-owner -d fleet_restore < ${dump}`, 300_000);
     expect(restore.code, restore.output).toBe(0);
     try {
       const after = digest("fleet_restore");
