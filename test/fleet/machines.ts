@@ -259,12 +259,12 @@ export class Fleet {
     return sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
   }
 
-  sshOptions(): string[] {
+  sshOptions(master: "no" | "yes" = "no"): string[] {
     return [
       ...["-i", this.sshKey, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"],
       // One connection per machine, reused (as Ansible does): the firewall rate-limits new SSH
       // connections (ufw limit: 6 in 30 s), which a test's many commands would exceed.
-      ...["-o", `ControlPath=${join(this.o.dir, "ssh", "cm-%h")}`, "-o", "ControlMaster=no"],
+      ...["-o", `ControlPath=${join(this.o.dir, "ssh", "cm-%h")}`, "-o", `ControlMaster=${master}`],
     ];
   }
 
@@ -275,8 +275,10 @@ export class Fleet {
   openSsh(name: string): void {
     const m = this.running.get(name)?.machine;
     if (!m) throw new Error(`no machine ${name}`);
-    const options = this.sshOptions().filter((o) => o !== "ControlMaster=no");
-    spawnSync("ip", ["netns", "exec", this.control, "ssh", ...options, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-f", "-N", `root@${m.address}`], { stdio: "ignore", timeout: 30_000 });
+    const r = spawnSync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions("yes"), "-o", "ControlPersist=yes", "-f", "-N", `root@${m.address}`], { stdio: "ignore", timeout: 30_000 });
+    if (r.status !== 0) throw new Error(`ssh master connection to ${name} failed (exit ${r.status})`);
+    const check = sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), "-O", "check", `root@${m.address}`]);
+    if (check.code !== 0) throw new Error(`no shared ssh connection to ${name}: ${check.output}`);
   }
 
   /** Ends the shared SSH connection (ssh -O exit: the master stops itself). */
