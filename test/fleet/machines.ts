@@ -275,6 +275,8 @@ export class Fleet {
   openSsh(name: string): void {
     const m = this.running.get(name)?.machine;
     if (!m) throw new Error(`no machine ${name}`);
+    // A socket left by a master whose machine went away (a reboot) would keep a new one from binding.
+    rmSync(join(this.o.dir, "ssh", `cm-${m.address}`), { force: true });
     const r = spawnSync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions("yes"), "-o", "ControlPersist=yes", "-f", "-N", `root@${m.address}`], { stdio: "ignore", timeout: 30_000 });
     if (r.status !== 0) throw new Error(`ssh master connection to ${name} failed (exit ${r.status})`);
     const check = sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), "-O", "check", `root@${m.address}`]);
