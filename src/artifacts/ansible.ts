@@ -26,7 +26,7 @@ import { Commented, toYaml, toYamlSequence, type YamlComments, type YamlValue } 
 import type { HostContext } from "./context.js";
 import { compareRanks, effectKey, effectRank, postgresReloadScript, type Effect } from "./effects.js";
 import { unitNames } from "./paths.js";
-import { stepLines, stepWaves, type Command, type State, type Step } from "./steps.js";
+import { stepLines, stepWaves, type Command, type State, type Step, type Switch } from "./steps.js";
 
 /** One host as the bundle sees it: its context, every file (the runbook too) and its steps. */
 export interface BundleHost {
@@ -51,6 +51,9 @@ const WAVE_HOSTS = "novacloud_wave_hosts";
 
 /** Set to false (-e novacloud_install_packages=false) on hosts that have every package and no mirror. */
 export const INSTALL_PACKAGES = "novacloud_install_packages";
+
+/** The playbook variable of each switch a step's command may name (steps.ts Switch). */
+export const SWITCH_VARIABLES: Readonly<Record<Switch, string>> = { systemSitePackages: "novacloud_system_site_packages" };
 
 type Task = { readonly [key: string]: YamlValue | undefined };
 
@@ -156,10 +159,21 @@ function withWhen(conditions: readonly string[]): YamlValue | undefined {
   return conditions.length === 1 ? conditions[0]! : [...conditions];
 }
 
-/** One operation of a commands step: its guard task (if any) and the task itself. */
-function operationTasks(sc: StepContext, command: Command, name: string): TaskOut[] {
+/**
+ * One operation of a commands step: its guard task (if any) and the task itself; for a command
+ * with a switch, the task when the switch is off and the one (if any) when it is on.
+ */
+function operationTasks(sc: StepContext, command: Command, name: string, switchedWhen: readonly string[] = []): TaskOut[] {
+  if (command.switched !== undefined) {
+    const variable = SWITCH_VARIABLES[command.switched.by];
+    const { switched, ...plain } = command;
+    return [
+      ...operationTasks(sc, plain, name, [`not (${variable} | bool)`]),
+      ...(switched.run === undefined ? [] : operationTasks(sc, { ...plain, run: switched.run }, `${name} (${variable})`, [`${variable} | bool`])),
+    ];
+  }
   const tasks: TaskOut[] = [];
-  const when = [...sc.when];
+  const when = [...sc.when, ...switchedWhen];
   if (command.unless !== undefined) {
     const check = sc.registers.next(sc.step);
     tasks.push({
@@ -193,8 +207,8 @@ function operationTasks(sc: StepContext, command: Command, name: string): TaskOu
   }
   const register = command.changes !== undefined && !("never" in command.changes) ? sc.registers.next(sc.step) : undefined;
   // A command that runs only when its check or its step's gate says it is needed changes
-  // something whenever it runs.
-  const gated = command.changes === undefined && when.length > 0;
+  // something whenever it runs (a switch is no such check).
+  const gated = command.changes === undefined && when.length > switchedWhen.length;
   tasks.push({
     task: {
       name,
@@ -558,6 +572,7 @@ function inventory(model: Model): string {
         ansible_port: model.firewall.ssh_port,
         ansible_become: model.ansible.become,
         [INSTALL_PACKAGES]: true,
+        [SWITCH_VARIABLES.systemSitePackages]: false,
       },
       hosts: Object.fromEntries(hosts.map((h) => [h.name, { ansible_host: h.address }])),
       children: Object.fromEntries(roles.map((role) => [roleGroup(role), { hosts: Object.fromEntries(hosts.filter((h) => h.roles.has(role)).map((h) => [h.name, {}])) }])),
@@ -566,6 +581,10 @@ function inventory(model: Model): string {
   const comments: YamlComments = {
     "all.vars": ["Connection settings from the model's [ansible] section; the SSH port is firewall.ssh_port."],
     [`all.vars.${INSTALL_PACKAGES}`]: ["false: the hosts have every package already and no mirror to install from (-e novacloud_install_packages=false)."],
+    [`all.vars.${SWITCH_VARIABLES.systemSitePackages}`]: [
+      "true: the app's Python packages come from the distribution (no package index): the release's virtualenv",
+      "is made with --system-site-packages and pip installs nothing (-e novacloud_system_site_packages=true).",
+    ],
     "all.hosts": ["Every host of the model at its address."],
     "all.children": ["One group per role, for --limit (e.g. --limit role_app)."],
   };

@@ -260,8 +260,13 @@ function releaseSteps(ctx: HostContext): Step[] {
   const readable = (run: string) => `(umask 022 && ${run})`;
   const venv = fits
     ? [
-        { run: readable(`python3 -m venv "${release}/venv"`), creates: `${project.venv}/bin/python` },
-        { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`), changes: PIP_CHANGES },
+        {
+          run: readable(`python3 -m venv "${release}/venv"`),
+          creates: `${project.venv}/bin/python`,
+          switched: { by: "systemSitePackages", run: readable(`python3 -m venv --system-site-packages "${release}/venv"`) },
+        },
+        // With the distribution's packages there is nothing to install (and no index to ask).
+        { run: readable(`r=${release} && "$r/venv/bin/pip" install --requirement "$r/requirements.txt"`), changes: PIP_CHANGES, switched: { by: "systemSitePackages" } },
       ]
     : [
         { run: readable(uvCommand(pth, `venv --python ${PYTHON.managed} "${release}/venv"`)), creates: `${project.venv}/bin/python` },

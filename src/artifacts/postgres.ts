@@ -263,13 +263,20 @@ function standbySteps(ctx: HostContext): Step[] {
   const service = shell(paths.pgService);
   const replication = replicationConninfo(ctx, primary);
   const afterInit = [{ host: primary.name, id: "postgres.init-sql" }];
-  // Rewind only a cluster that is not a standby and is a copy of the primary's (the same
-  // system identifier: the old primary); a fresh cluster is cloned. An unreachable primary
-  // skips nothing: pg_rewind then fails rather than the clone wiping the data directory.
+  // Rewind only a cluster that is not a standby, is a copy of the primary's (the same system
+  // identifier) and is on an older timeline than the primary: the old primary, after the
+  // standby was promoted. A fresh cluster is cloned, also one made from the same image as the
+  // primary's (the same identifier, the same timeline). An unreachable primary skips nothing:
+  // pg_rewind then fails rather than the clone wiping the data directory.
   // dbname=replication: what pg_basebackup and the walreceiver send, so .pgpass's "replication" line matches.
+  // IDENTIFY_SYSTEM answers systemid|timeline|xlogpos|dbname.
   const identify = asPostgres("psql", "-XAtc", "IDENTIFY_SYSTEM", shell(`${replication} dbname=replication replication=true`));
-  const notAMember = `{ id=$(${identify} | cut -d '|' -f 1) && test -n "$id" && ! ${asPostgres(`${paths.pgBinDir}/pg_controldata`, shell(paths.pgDataDir))} | grep -qx "Database system identifier: *$id"; }`;
-  const skipRewind = `test -e ${shell(signal)} || ${notAMember}`;
+  const controldata = asPostgres(`${paths.pgBinDir}/pg_controldata`, shell(paths.pgDataDir));
+  const notBehind =
+    `{ s=$(${identify}) && test -n "$s" && c=$(${controldata}) && ` +
+    `{ ! printf '%s\\n' "$c" | grep -qx "Database system identifier: *\${s%%|*}" || ` +
+    `test "$(printf '%s\\n' "$c" | sed -n 's/^Latest checkpoint.s TimeLineID: *//p')" -ge "$(printf '%s' "$s" | cut -d '|' -f 2)"; }; }`;
+  const skipRewind = `test -e ${shell(signal)} || ${notBehind}`;
   const basebackup = [
     `${paths.pgBinDir}/pg_basebackup`,
     "-d", shell(replication),
@@ -307,7 +314,9 @@ function standbySteps(ctx: HostContext): Step[] {
         kind: "commands",
         commands: [
           { ...unitState(paths.pgService, "stopped"), creates: signal },
-          { run: asPostgres("find", shell(paths.pgDataDir), "-mindepth", "1", "-delete"), creates: signal },
+          // From /: find returns to the directory it started in, which the postgres user may not
+          // enter (root's home, where Ansible runs commands).
+          { run: `(cd / && ${asPostgres("find", shell(paths.pgDataDir), "-mindepth", "1", "-delete")})`, creates: signal },
           { run: asPostgres(...basebackup), creates: signal },
           { run: asPostgres("touch", shell(signal)), creates: signal },
         ],

@@ -68,7 +68,19 @@ export interface Command {
   readonly unless?: string;
   readonly state?: State;
   readonly changes?: ChangeRule;
+  /**
+   * What a tool runs instead when the deployment-wide switch is on (the playbook: a variable
+   * that is false unless set): `run` with the same guard, or nothing when `run` is absent.
+   */
+  readonly switched?: { readonly by: Switch; readonly run?: string };
 }
+
+/**
+ * Deployment-wide switches a tool offers, off by default. `systemSitePackages`: the hosts have
+ * the app's Python packages from the distribution (no package index to install from); each
+ * release's virtualenv sees them (--system-site-packages) and pip installs nothing.
+ */
+export type Switch = "systemSitePackages";
 
 const mode = (m: number) => formatMode(m);
 

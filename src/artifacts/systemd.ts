@@ -92,7 +92,7 @@ function daphneView(ctx: HostContext) {
   const { model } = ctx;
   return {
     ...commonView(ctx),
-    daphne: `${model.project.venv}/bin/daphne`,
+    python: `${model.project.venv}/bin/python`,
     port: model.daphne.port,
     websocketTimeout: model.daphne.websocket_timeout,
     application: `${model.project.djangoModule}.asgi:application`,
@@ -103,7 +103,7 @@ function celeryView(ctx: HostContext) {
   const { model } = ctx;
   return {
     ...commonView(ctx),
-    celery: `${model.project.venv}/bin/celery`,
+    python: `${model.project.venv}/bin/python`,
     app: model.project.djangoModule,
     loglevel: model.celery.loglevel,
     concurrency: model.celery.concurrency === "auto" ? undefined : model.celery.concurrency,
@@ -119,7 +119,7 @@ function beatView(ctx: HostContext) {
   const stateDirectory = model.project.stateDir.replace(/^\/var\/lib\//, "");
   return {
     ...commonView(ctx),
-    celery: `${model.project.venv}/bin/celery`,
+    python: `${model.project.venv}/bin/python`,
     app: model.project.djangoModule,
     loglevel: model.celery.loglevel,
     schedule: ctx.paths.celerybeatSchedule,

@@ -13,6 +13,7 @@ import { render, renderHosts } from "../../src/render.js";
 import type { Role } from "../../src/model/schema.js";
 import { fixtureNames, loadFixture, renderFixture } from "../helpers/fixtures.js";
 import { bundleOf, fixtureBundles, hostTaskFiles, hostTasks, waveHosts } from "../helpers/ansible.js";
+import { INSTALL_PACKAGES, SWITCH_VARIABLES } from "../../src/artifacts/ansible.js";
 import { programsAvailable } from "../helpers/programs.js";
 
 const available = programsAvailable("Ansible bundle structure", { "/usr/bin/python3": "python3-yaml" });
@@ -126,6 +127,9 @@ describe.skipIf(!available)("the Ansible bundle", () => {
     }
   });
 
+  // The inventory's own variables (all.vars), which the operator may set with -e.
+  const INVENTORY_VARIABLES = new Set([INSTALL_PACKAGES, ...Object.values(SWITCH_VARIABLES)]);
+
   it("resolves every reference: included task files, handlers, copied files, registered results", () => {
     for (const { name, bundle, hosts } of bundles) {
       const topics = new Set(bundle.handlers.flatMap((h: any) => asList(h.listen)));
@@ -151,7 +155,7 @@ describe.skipIf(!available)("the Ansible bundle", () => {
           }
           // when: results of earlier tasks; changed_when may also read the task's own.
           for (const v of JSON.stringify(t.when ?? null).match(/novacloud_[a-z0-9_]+/g) ?? []) {
-            if (v !== "novacloud_install_packages") expect(registered.has(v), `${name}/${host} ${t.name}: ${v} registered before`).toBe(true);
+            if (!INVENTORY_VARIABLES.has(v)) expect(registered.has(v), `${name}/${host} ${t.name}: ${v} registered before`).toBe(true);
           }
           for (const v of JSON.stringify([t.changed_when ?? null, t.failed_when ?? null]).match(/novacloud_[a-z0-9_]+/g) ?? []) expect(v, `${name}/${host} ${t.name}`).toBe(t.register);
           if (t.register) registered.add(t.register);
@@ -270,5 +274,21 @@ describe.skipIf(!available)("the Ansible bundle", () => {
     expect(keep["ansible.builtin.copy"]).toMatchObject({ src: p.pgInitSql, dest: `${p.appliedDir}${p.pgInitSql}`, remote_src: true, mode: "0600" });
     expect(keep.no_log).toBe(true);
     expect(keep.when).toBe(`${gate.register}.rc != 0`);
+  });
+});
+
+describe("novacloud_system_site_packages (a switch the fleet test sets)", () => {
+  it("makes the release's virtualenv with --system-site-packages and skips pip; off by default", () => {
+    const bundle = bundleOf(renderFixture("fleet"));
+    const tasks = hostTasks(bundle, "app1").filter((t) => String(t.name).startsWith("Build the first release"));
+    const cmd = (t: (typeof tasks)[number]) => String((t["ansible.builtin.shell"] as { cmd?: string } | undefined)?.cmd ?? "");
+    const venv = tasks.filter((t) => /-m venv/.test(cmd(t)));
+    expect(venv.map((t) => [cmd(t).includes("--system-site-packages"), t.when])).toEqual([
+      [false, "not (novacloud_system_site_packages | bool)"],
+      [true, "novacloud_system_site_packages | bool"],
+    ]);
+    const pip = tasks.filter((t) => /pip" install/.test(cmd(t)));
+    expect(pip.map((t) => t.when)).toEqual(["not (novacloud_system_site_packages | bool)"]);
+    expect(bundle.inventory).toMatchObject({ all: { vars: { novacloud_system_site_packages: false } } });
   });
 });

@@ -64,11 +64,11 @@ const cases = fixtureNames().flatMap((name) => webHosts(hostContexts(name)).map(
 
 describe("nginx family", () => {
   it("covers every web host of every fixture", () => {
-    // single-node, minimal, options, pg12: one each; ha-cluster, ha-monitored: 3; ha-sentinel: 2; compose: none.
+    // single-node, minimal, options, pg12: one each; ha-cluster, ha-monitored: 3; ha-sentinel, fleet: 2; compose: none.
     expect(cases.map((c) => c.name)).toEqual(
-      expect.arrayContaining(["ha-cluster/app1", "ha-cluster/app2", "ha-cluster/app3", "ha-sentinel/app1", "ha-sentinel/app2", "minimal/server"]),
+      expect.arrayContaining(["fleet/app1", "fleet/app2", "ha-cluster/app1", "ha-cluster/app2", "ha-cluster/app3", "ha-sentinel/app1", "ha-sentinel/app2", "minimal/server"]),
     );
-    expect(cases).toHaveLength(12);
+    expect(cases).toHaveLength(14);
   });
 
   it("places the files under each web host in the rendered tree, with the family's content and modes", () => {

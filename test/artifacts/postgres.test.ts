@@ -6,6 +6,10 @@
  */
 import { commandsOf, stepLines, stepPackages } from "../../src/artifacts/steps.js";
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { appFamily } from "../../src/artifacts/app.js";
 import type { HostContext } from "../../src/artifacts/context.js";
@@ -377,7 +381,8 @@ describe("PostgreSQL family", () => {
     expect(clone.action.kind === "commands" && clone.action.commands.every((c) => c.creates === `${p.pgDataDir}/standby.signal`)).toBe(true);
     expect(clone.after).toEqual([{ host: "db1", id: "postgres.init-sql" }]);
     expect(commands[0]).toBe(`systemctl stop ${p.pgService}`);
-    expect(commands[1]).toBe(`runuser -u postgres -- find ${p.pgDataDir} -mindepth 1 -delete`);
+    // From /: find returns to its starting directory, which postgres may not enter (root's home).
+    expect(commands[1]).toBe(`(cd / && runuser -u postgres -- find ${p.pgDataDir} -mindepth 1 -delete)`);
     const bb = commands[2]!.split(" ");
     const arg = (flag: string) => bb[bb.indexOf(flag) + 1];
     expect(bb.slice(0, 4)).toEqual(["runuser", "-u", "postgres", "--"]);
@@ -429,6 +434,27 @@ describe("PostgreSQL family", () => {
     expect(guard.startsWith(`test -e ${p.pgDataDir}/standby.signal || `)).toBe(true);
     expect(guard).toContain("IDENTIFY_SYSTEM");
     expect(guard).toContain(`${p.pgBinDir}/pg_controldata ${p.pgDataDir}`);
+    // The guard run for real, psql and pg_controldata stood in for: it rewinds only a copy of the
+    // primary's cluster on an older timeline (the old primary); a cluster made from the same
+    // image as the primary's (same identifier, same timeline) is cloned instead (the fleet).
+    const dir = mkdtempSync(join(tmpdir(), "ncr-rewind-guard-"));
+    try {
+      writeFileSync(
+        join(dir, "runuser"),
+        `#!/bin/bash\nshift 3\ncase "$1" in\n  psql) [ -n "$IDENT" ] && echo "$IDENT" ;;\n` +
+          `  */pg_controldata) printf 'Database system identifier:           7001\\nLatest checkpoint'"'"'s TimeLineID:       %s\\n' "$TLI" ;;\n  *) exit 9 ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      const rewinds = (ident: string, tli: string) =>
+        spawnSync("bash", ["-c", guard], { env: { PATH: `${dir}:/usr/bin:/bin`, IDENT: ident, TLI: tli } }).status !== 0;
+      expect(rewinds("7001|2|0/3000000|", "1"), "old primary, behind the promoted standby").toBe(true);
+      expect(rewinds("7001|1|0/3000000|", "1"), "same image, same timeline").toBe(false);
+      expect(rewinds("7001|2|0/3000000|", "2"), "already on the primary's timeline").toBe(false);
+      expect(rewinds("8002|2|0/3000000|", "1"), "another cluster").toBe(false);
+      expect(rewinds("", "1"), "primary unreachable: pg_rewind runs and fails, nothing is wiped").toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const run = commandsOf(rewind);
     expect(run[0]).toBe(`systemctl stop ${p.pgService}`);
     expect(run[1]).toBe(

@@ -307,8 +307,11 @@ describe("update.sh (errata 14)", () => {
     const order = [
       at('git --git-dir="$REPOSITORY" archive "$COMMIT" | tar -x -C "$RELEASE"'),
       // Python 3.12.3 on Ubuntu 24.04 fits: the system's venv and the venv's pip.
-      at('python3 -m venv "$RELEASE/venv"'),
-      at('"$RELEASE/venv/bin/pip" install --requirement "$RELEASE/requirements.txt"'),
+      // A virtualenv like the running release's: with the distribution's packages, or its own pip install.
+      at(`if grep -qx 'include-system-site-packages = true' "$CURRENT/venv/pyvenv.cfg" 2>/dev/null; then`),
+      at('    python3 -m venv --system-site-packages "$RELEASE/venv"'),
+      at('    python3 -m venv "$RELEASE/venv"'),
+      at('    "$RELEASE/venv/bin/pip" install --requirement "$RELEASE/requirements.txt"'),
       at("manage check --deploy"),
       at("manage migrate --noinput"),
       at("manage collectstatic --noinput"),

@@ -169,7 +169,9 @@ describe("daphne (ASGI)", () => {
     const ctx = contextOf(hostContexts("options"), "iot1");
     const exec = value(unitOf(ctx, unitNames(ctx.model).asgi), "Service", "ExecStart").split(" ");
     expect(exec).toEqual([
-      "/srv/iotcloud/current/venv/bin/daphne",
+      "/srv/iotcloud/current/venv/bin/python",
+      "-m",
+      "daphne",
       "--bind",
       "127.0.0.1",
       "--port",
@@ -211,7 +213,7 @@ describe("celery worker", () => {
   it("hands celery a literal %h for the node name: systemd sees %%h, never its own %h (SD-08)", () => {
     const ctx = contextOf(hostContexts("single-node"), "node1");
     const exec = value(unitOf(ctx, "novacloud-celery.service"), "Service", "ExecStart").split(" ");
-    expect(exec.slice(0, 4)).toEqual([`${ctx.model.project.venv}/bin/celery`, "-A", "DjangoNovaCloud", "worker"]);
+    expect(exec.slice(0, 6)).toEqual([`${ctx.model.project.venv}/bin/python`, "-m", "celery", "-A", "DjangoNovaCloud", "worker"]);
     expect(exec).toContain("--hostname=novacloud@%%h");
     expect(exec).toContain(`--loglevel=${ctx.model.celery.loglevel}`);
   });
@@ -235,7 +237,7 @@ describe("celery beat", () => {
       expect(schedule).toBe(`${ctx.model.project.stateDir}/celerybeat-schedule`);
       expect(`/var/lib/${value(unit, "Service", "StateDirectory")}`).toBe(schedule.slice(0, schedule.lastIndexOf("/")));
       expect(schedule.startsWith(ctx.model.project.root)).toBe(false);
-      expect(exec.slice(1, 4)).toEqual(["-A", ctx.model.project.djangoModule, "beat"]);
+      expect(exec.slice(1, 6)).toEqual(["-m", "celery", "-A", ctx.model.project.djangoModule, "beat"]);
     }
   });
 });

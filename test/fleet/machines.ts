@@ -7,7 +7,10 @@
  *   starting daemons while building), cached by its package list;
  * - each container runs on an overlayfs over the image, in its own cgroup (this host has no
  *   systemd as PID 1, so --keep-unit would otherwise put every container in the same one);
- * - --capability=CAP_NET_ADMIN gives ufw back what --network-namespace-path drops;
+ * - --capability=CAP_NET_ADMIN gives ufw back what --network-namespace-path drops, and
+ *   SYSTEMD_NSPAWN_API_VFS_WRITABLE=network leaves /proc/sys/net writable (the playbook's sysctl
+ *   sets net.ipv4.ip_nonlocal_bind; systemd-nspawn(1), "Environment"), both safe in a namespace
+ *   of the container's own;
  * - the machine's own network namespace and routes are never touched: the bridge lives in the
  *   control namespace, and nothing routes outside the namespaces made here.
  * Every process started here is stopped by its PID (container: SIGRTMIN+4 to its systemd for a
@@ -142,6 +145,8 @@ export interface FleetOptions {
   readonly controlAddress: string;
   readonly internetAddress: string;
   readonly log: (line: string) => void;
+  /** Writes what a machine needs before it boots (its root is mounted, not yet running). */
+  readonly prepare?: (machine: Machine, root: string) => void;
 }
 
 interface Running {
@@ -198,6 +203,7 @@ export class Fleet {
       mkdirSync(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
       writeFileSync(join(root, "root/.ssh/authorized_keys"), pub, { mode: 0o600 });
       writeFileSync(join(root, "etc/hostname"), `${m.name}\n`);
+      o.prepare?.(m, root);
       this.running.set(m.name, { machine: m, root, nspawn: undefined });
       this.start(m.name, i + 1);
     });
@@ -210,7 +216,7 @@ export class Fleet {
     const log = openSync(join(this.o.dir, "machines", name, "console.log"), "a");
     const command = inOwnCgroup(
       `${this.o.prefix}-${name}`,
-      `systemd-nspawn --register=no --keep-unit -q -b -D ${r.root} -M ${this.o.prefix}${name} --network-namespace-path=/run/netns/${this.ns(`m${index}`)} --capability=CAP_NET_ADMIN`,
+      `env SYSTEMD_NSPAWN_API_VFS_WRITABLE=network systemd-nspawn --register=no --keep-unit -q -b -D ${r.root} -M ${this.o.prefix}${name} --network-namespace-path=/run/netns/${this.ns(`m${index}`)} --capability=CAP_NET_ADMIN`,
     );
     r.nspawn = spawn("bash", ["-c", command], { stdio: ["ignore", log, log] });
     closeSync(log);
@@ -253,8 +259,35 @@ export class Fleet {
     return sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
   }
 
-  sshOptions(): string[] {
-    return ["-i", this.sshKey, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"];
+  sshOptions(master: "no" | "yes" = "no"): string[] {
+    return [
+      ...["-i", this.sshKey, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"],
+      // One connection per machine, reused (as Ansible does): the firewall rate-limits new SSH
+      // connections (ufw limit: 6 in 30 s), which a test's many commands would exceed.
+      ...["-o", `ControlPath=${join(this.o.dir, "ssh", "cm-%h")}`, "-o", `ControlMaster=${master}`],
+    ];
+  }
+
+  /**
+   * Opens the shared SSH connection to a machine (the master runs in the background; no pipes,
+   * so no caller waits for it). Commands fall back to a connection of their own without it.
+   */
+  openSsh(name: string): void {
+    const m = this.running.get(name)?.machine;
+    if (!m) throw new Error(`no machine ${name}`);
+    // A socket left by a master whose machine went away (a reboot) would keep a new one from binding.
+    rmSync(join(this.o.dir, "ssh", `cm-${m.address}`), { force: true });
+    const r = spawnSync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions("yes"), "-o", "ControlPersist=yes", "-f", "-N", `root@${m.address}`], { stdio: "ignore", timeout: 30_000 });
+    if (r.status !== 0) throw new Error(`ssh master connection to ${name} failed (exit ${r.status})`);
+    const check = sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), "-O", "check", `root@${m.address}`]);
+    if (check.code !== 0) throw new Error(`no shared ssh connection to ${name}: ${check.output}`);
+  }
+
+  /** Ends the shared SSH connection (ssh -O exit: the master stops itself). */
+  closeSsh(name: string): void {
+    const m = this.running.get(name)?.machine;
+    if (!m) return;
+    spawnSync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), "-O", "exit", `root@${m.address}`], { stdio: "ignore", timeout: 10_000 });
   }
 
   /** A command in the internet namespace (an outside client). */
@@ -290,9 +323,16 @@ export class Fleet {
 
   /** Everything this fleet made, also after a failure: containers, mounts, namespaces, cgroups, files. */
   async down(): Promise<void> {
+    for (const name of this.running.keys()) this.closeSsh(name);
     await Promise.all([...this.running.keys()].map((name) => this.stop(name).catch(() => undefined)));
     for (const r of this.running.values()) sh("umount", [r.root]);
     for (const ns of [...this.o.machines.map((_, i) => this.ns(`m${i + 1}`)), this.internet, this.control]) sh("ip", ["netns", "del", ns]);
+    // The consoles outlive the machines, for a failure's post-mortem.
+    mkdirSync(join(this.o.dir, "logs"), { recursive: true });
+    for (const name of this.running.keys()) {
+      const console = join(this.o.dir, "machines", name, "console.log");
+      if (existsSync(console)) renameSync(console, join(this.o.dir, "logs", `${name}.console.log`));
+    }
     rmSync(join(this.o.dir, "machines"), { recursive: true, force: true });
   }
 }

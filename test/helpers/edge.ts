@@ -130,8 +130,8 @@ export async function startDaphne(tree: Tree, model: Model, host: string, app: A
   const unit = rendered(tree, host, `${pathsOf(model).unitDir}/${unitNames(model).asgi}`);
   const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1];
   if (!execStart || /["'\\]/.test(execStart)) throw new Error(`unexpected ExecStart in the daphne unit: ${execStart}`);
-  const [binary, ...args] = execStart.split(" ");
-  if (binary !== `${model.project.venv}/bin/daphne`) throw new Error(`the daphne unit runs ${binary}`);
+  const [binary, m, module, ...args] = execStart.split(" ");
+  if (binary !== `${model.project.venv}/bin/python` || m !== "-m" || module !== "daphne") throw new Error(`the daphne unit runs ${binary} ${m} ${module}`);
   const server = startServer("/usr/bin/daphne", args, { cwd: app.root, env: app.env });
   const port = args[args.indexOf("--port") + 1];
   await waitFor("daphne to listen", async () => (await curl([`http://127.0.0.1:${port}/`])).code === 0 || server.process.exitCode !== null, 30_000);

@@ -21,8 +21,12 @@ const available = programsAvailable("haproxy lint", { haproxy: "haproxy", openss
 
 const NASTY = `st"ats 'pw' $HOME \\x #not-a-comment 100%`;
 
+// The fleet's lb runs Debian 13's HAProxy 3.0 (its settings are 3.0's, newer than this
+// machine's): the fleet test (npm run test:fleet) starts it there.
 const cases = [
-  ...fixtureNames().flatMap((name) => hostContexts(name).filter((c) => c.host.roles.has("lb")).map((ctx) => ({ name, ctx }))),
+  ...fixtureNames()
+    .filter((name) => name !== "fleet")
+    .flatMap((name) => hostContexts(name).filter((c) => c.host.roles.has("lb")).map((ctx) => ({ name, ctx }))),
   { name: "ha-sentinel with a nasty stats password", ctx: variantContexts("ha-sentinel", (m) => setKey(m, "haproxy.stats_password", NASTY)).find((c) => c.host.roles.has("lb"))! },
 ];
 

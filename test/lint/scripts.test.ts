@@ -157,8 +157,8 @@ describe.skipIf(!logrotateTool)("logrotate -d", () => {
     return { conf, state: b.path("state"), original: p.logrotate };
   }
 
-  it("covers every app host (12 over the fixtures)", () => {
-    expect(appHosts).toHaveLength(12);
+  it("covers every app host (14 over the fixtures)", () => {
+    expect(appHosts).toHaveLength(14);
   });
 
   it.each(appHosts)("$name: rotates (forced) as the account and runs only the USR1 postrotate", ({ ctx }) => {
@@ -230,8 +230,8 @@ describe.skipIf(!canUnshare())("ufw --dry-run", () => {
     return { script, result: runAsync("unshare", ["-m", "--propagation", "private", "sh", "-c", inner]) };
   }
 
-  it("covers every host (32 over the fixtures)", () => {
-    expect(firewalls).toHaveLength(32);
+  it("covers every host (41 over the fixtures)", () => {
+    expect(firewalls).toHaveLength(41);
   });
 
   it.concurrent.each(distinct)("$name: ufw accepts every rule", async ({ ctx, file }) => {

@@ -72,8 +72,14 @@ git --git-dir="$REPOSITORY" archive "$COMMIT" | tar -x -C "$RELEASE"
 
 # Its own virtualenv, with the virtualenv's own installer (no `source activate`).
 # requirements.txt should pin exact versions (gunicorn>=23).
-python3 -m venv "$RELEASE/venv"
-"$RELEASE/venv/bin/pip" install --requirement "$RELEASE/requirements.txt"
+# Made like the running release's: a virtualenv that sees the distribution's packages
+# (the playbook's novacloud_system_site_packages) gets nothing from pip, as the first did.
+if grep -qx 'include-system-site-packages = true' "$CURRENT/venv/pyvenv.cfg" 2>/dev/null; then
+    python3 -m venv --system-site-packages "$RELEASE/venv"
+else
+    python3 -m venv "$RELEASE/venv"
+    "$RELEASE/venv/bin/pip" install --requirement "$RELEASE/requirements.txt"
+fi
 
 # The services' environment: the .env quoting is valid for both systemd and bash.
 set -a

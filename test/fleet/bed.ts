@@ -1,0 +1,253 @@
+/**
+ * The fleet test bed: the fixture `fleet` rendered, its hosts booted as Debian 13 machines at
+ * the model's addresses (machines.ts), the reference app (test/fleet/app) in a git repository
+ * served over HTTPS from the control namespace, and the rendered Ansible bundle applied over
+ * SSH the way users apply it. What the test adds that an operator would have: a CA the hosts
+ * trust (the repository's and the site's certificates), the site certificate on the lb (site.tls
+ * mode "files"), names in /etc/hosts instead of DNS. Everything it starts is stopped by PID.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync, chmodSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { loadFixture, type Fixture } from "../helpers/fixtures.js";
+import { render } from "../../src/render.js";
+import type { Tree } from "../../src/tree.js";
+import { debianImage, Fleet, sh, type Machine, type RunResult } from "./machines.js";
+import { imagePackages } from "./packages.js";
+
+export const SUITE = "trixie";
+/** The fixture's network (its hosts' addresses), the control node's and the outside client's. */
+export const NETWORK = { prefixLength: 24, control: "10.44.0.1", internet: "10.44.0.200" } as const;
+/** Names the hosts resolve through /etc/hosts: the repository (control), the site (lb). */
+const GIT_NAME = "git.fleet.test";
+const APP_SOURCE = join(import.meta.dirname, "app");
+
+export interface Bed {
+  readonly fixture: Fixture;
+  readonly tree: Tree;
+  readonly fleet: Fleet;
+  readonly dir: string;
+  readonly out: string;
+  readonly caFile: string;
+  /** Seconds per phase, in order. */
+  readonly timings: [string, number][];
+  playbook(extra?: readonly string[]): RunResult;
+  /** Renders the model again into the bundle's directory (as an operator does after any change). */
+  rerender(): void;
+  /** A command on the internet namespace, with the site's names resolving to the lb. */
+  fromInternet(command: string, timeoutMs?: number): RunResult;
+  /** Commits the app's tree as it is now under `dir/app` (a new version) and publishes it. */
+  publishApp(edit: (appDir: string) => void, message: string): void;
+  down(): Promise<void>;
+}
+
+function must(what: string, r: RunResult): RunResult {
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  return r;
+}
+
+/** The rendered tree written out as the CLI writes it: <host>/<path> and ansible/. */
+function writeTree(tree: Tree, out: string): void {
+  rmSync(out, { recursive: true, force: true });
+  for (const [path, file] of tree) {
+    const target = join(out, path);
+    mkdirSync(dirname(target), { recursive: true });
+    writeFileSync(target, file.content, { mode: file.mode });
+    chmodSync(target, file.mode);
+  }
+}
+
+/** A CA and one certificate signed by it for `names` (openssl, as an operator's CA would). */
+function certificates(dir: string, certs: Record<string, readonly string[]>): void {
+  mkdirSync(dir, { recursive: true });
+  const ssl = (...args: string[]) => must(`openssl ${args[0]}`, sh("openssl", args));
+  ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt"), "-days", "2", "-subj", "/CN=fleet test CA");
+  for (const [name, names] of Object.entries(certs)) {
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.csr`), "-subj", `/CN=${names[0]}`);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}\n`);
+    ssl("x509", "-req", "-in", join(dir, `${name}.csr`), "-CA", join(dir, "ca.crt"), "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-out", join(dir, `${name}.crt`), "-days", "2", "-extfile", join(dir, `${name}.ext`));
+  }
+}
+
+/** Serves `root` over HTTPS on address:443 inside a namespace (git's dumb HTTP protocol needs only files). */
+function httpsServer(namespace: string, root: string, address: string, cert: string, key: string, log: string): ChildProcess {
+  const script = [
+    "import functools, http.server, ssl, sys",
+    "root, address, cert, key = sys.argv[1:5]",
+    "handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)",
+    "server = http.server.ThreadingHTTPServer((address, 443), handler)",
+    "context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain(cert, key)",
+    "server.socket = context.wrap_socket(server.socket, server_side=True)",
+    "server.serve_forever()",
+  ].join("\n");
+  const out = openLog(log);
+  return spawn("ip", ["netns", "exec", namespace, "python3", "-c", script, root, address, cert, key], { stdio: ["ignore", out, out] });
+}
+
+function openLog(path: string): number {
+  mkdirSync(dirname(path), { recursive: true });
+  return openSync(path, "a");
+}
+
+const git = (cwd: string, ...args: string[]) =>
+  must(`git ${args[0]}`, sh("git", ["-C", cwd, "-c", "user.name=fleet", "-c", "user.email=fleet@fleet.test", "-c", "init.defaultBranch=main", ...args]));
+
+export async function bedUp(options: { dir: string; cacheDir: string; log: (line: string) => void }): Promise<Bed> {
+  const { dir, log } = options;
+  const timings: [string, number][] = [];
+  let t = Date.now();
+  const phase = (name: string) => {
+    const now = Date.now();
+    timings.push([name, (now - t) / 1000]);
+    log(`${name}: ${((now - t) / 1000).toFixed(1)} s`);
+    t = now;
+  };
+  const fixture = loadFixture("fleet");
+  const model = fixture.model;
+  const tree = render(model, fixture.sources);
+  const out = join(dir, "out");
+  writeTree(tree, out);
+  const site = model.site;
+  const lb = model.topology.hosts.find((h) => h.roles.has("lb"))!;
+  const tlsFiles = site.tls.mode === "files" ? site.tls : undefined;
+  if (!tlsFiles) throw new Error("the fleet fixture's site certificate is a file the test provides");
+  const certs = join(dir, "pki");
+  certificates(certs, { site: [...model.siteNames, ...(model.mqtt.domain ? [model.mqtt.domain] : [])], git: [GIT_NAME] });
+  const caFile = join(certs, "ca.crt");
+  const ca = readFileSync(caFile, "utf8");
+
+  // The app's repository: a bare mirror-able repository, served as files.
+  const appDir = join(dir, "app");
+  const served = join(dir, "git");
+  rmSync(appDir, { recursive: true, force: true });
+  rmSync(served, { recursive: true, force: true });
+  cpSync(APP_SOURCE, appDir, { recursive: true });
+  git(appDir, "init", "-q");
+  git(appDir, "add", "-A");
+  git(appDir, "commit", "-q", "-m", "fleet reference app");
+  mkdirSync(served, { recursive: true });
+  must("git clone --bare", sh("git", ["clone", "-q", "--bare", appDir, join(served, "fleetapp.git")]));
+  git(join(served, "fleetapp.git"), "update-server-info");
+  phase("render, certificates, repository");
+
+  const image = debianImage({ suite: SUITE, packages: imagePackages(model, fixture.sources), cacheDir: options.cacheDir, log });
+  phase("image");
+
+  const hostsFile = [
+    `${NETWORK.control} ${GIT_NAME}`,
+    `${lb.address} ${[...model.siteNames, ...(model.mqtt.domain ? [model.mqtt.domain] : [])].join(" ")}`,
+    ...model.topology.hosts.map((h) => `${h.address} ${h.name}`),
+  ].join("\n");
+  const machines: Machine[] = model.topology.hosts.map((h) => ({ name: h.name, address: h.address }));
+  const fleet = new Fleet({
+    image,
+    machines,
+    dir,
+    prefix: "ncf",
+    prefixLength: NETWORK.prefixLength,
+    controlAddress: NETWORK.control,
+    internetAddress: NETWORK.internet,
+    log,
+    prepare: (m, root) => {
+      appendFileSync(join(root, "etc/hosts"), `\n${hostsFile}\n`);
+      // The CA as update-ca-certificates would add it to the bundle every TLS client reads.
+      appendFileSync(join(root, "etc/ssl/certs/ca-certificates.crt"), ca);
+      if (m.address === lb.address) {
+        mkdirSync(join(root, dirname(tlsFiles.certificate)), { recursive: true });
+        writeFileSync(join(root, tlsFiles.certificate), `${readFileSync(join(certs, "site.crt"), "utf8")}${ca}`, { mode: 0o644 });
+        writeFileSync(join(root, tlsFiles.key), readFileSync(join(certs, "site.key")), { mode: 0o600 });
+      }
+    },
+  });
+  // The internet namespace resolves the site's names to the lb (ip netns exec bind-mounts it).
+  const netnsEtc = `/etc/netns/${fleet.internet}`;
+  mkdirSync(netnsEtc, { recursive: true });
+  writeFileSync(join(netnsEtc, "hosts"), `127.0.0.1 localhost\n${hostsFile}\n`);
+  let server: ChildProcess | undefined;
+  const down = async () => {
+    if (server?.pid !== undefined && server.exitCode === null) process.kill(server.pid, "SIGTERM");
+    await fleet.down();
+    rmSync(netnsEtc, { recursive: true, force: true });
+  };
+  try {
+    await fleet.up();
+    phase("boot");
+    server = httpsServer(fleet.control, served, NETWORK.control, join(certs, "git.crt"), join(certs, "git.key"), join(dir, "logs", "git-https.log"));
+    await Promise.all(machines.map(async (m) => fleet.openSsh(m.name)));
+
+    writeFileSync(
+      join(dir, "ansible.cfg"),
+      [
+        "[defaults]",
+        "host_key_checking = False",
+        "forks = 12",
+        "interpreter_python = /usr/bin/python3",
+        `private_key_file = ${fleet.sshKey}`,
+        "callback_result_format = yaml",
+        "[ssh_connection]",
+        "pipelining = True",
+        `ssh_args = -o ControlMaster=auto -o ControlPersist=300s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no`,
+        `control_path_dir = ${join(dir, "cp")}`,
+        "",
+      ].join("\n"),
+    );
+    const playbook = (extra: readonly string[] = []) =>
+      fleet.fromControl(
+        "ansible-playbook",
+        [
+          "-i", join(out, "ansible/inventory.yml"),
+          join(out, "ansible/site.yml"),
+          // The machines have every package and no mirror, and the app's Python packages are
+          // Debian's (no package index): the two switches the inventory documents.
+          "-e", "novacloud_install_packages=false",
+          "-e", "novacloud_system_site_packages=true",
+          ...extra,
+        ],
+        { timeoutMs: 900_000, env: { ...process.env, ANSIBLE_CONFIG: join(dir, "ansible.cfg"), ANSIBLE_FORCE_COLOR: "0", ANSIBLE_NOCOLOR: "1" } },
+      );
+    const first = playbook();
+    writeFileSync(join(dir, "logs", "playbook-1.log"), first.output);
+    must("ansible-playbook", first);
+    phase("playbook");
+    return {
+      fixture,
+      tree,
+      fleet,
+      dir,
+      out,
+      caFile,
+      timings,
+      playbook,
+      rerender: () => writeTree(render(model, fixture.sources), out),
+      fromInternet: (command, timeoutMs) => fleet.fromInternet(command, timeoutMs),
+      publishApp: (edit, message) => {
+        edit(appDir);
+        git(appDir, "add", "-A");
+        git(appDir, "commit", "-q", "-m", message);
+        git(appDir, "push", "-q", join(served, "fleetapp.git"), "main");
+        git(join(served, "fleetapp.git"), "update-server-info");
+      },
+      down,
+    };
+  } catch (e) {
+    await down();
+    throw e;
+  }
+}
+
+/** Polls `probe` until it returns a value (not undefined) or the time is up. */
+export async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000, everyMs = 500): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
