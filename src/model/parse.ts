@@ -5,7 +5,7 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import { fromZodIssues, type ModelIssue } from "./errors.js";
 import { normalize, type Model } from "./normalize.js";
-import { crossFieldIssues, inlineSecretPaths, mqttWarnings } from "./rules.js";
+import { crossFieldIssues, inlineSecretPaths, mqttWarnings, redisWarnings } from "./rules.js";
 import { modelSchema, type ModelInput } from "./schema.js";
 import { deepFreeze, firstDifference, looksLikeModel } from "./seal.js";
 import { descriptionAt, knownKeysAt } from "./schema-walk.js";
@@ -61,6 +61,7 @@ function warningsFor(data: ParsedModelData): ModelIssue[] {
       message: 'secret written inline in the model; reference it instead ({ env = "NAME" } or { file = "/path" })',
     })),
     ...mqttWarnings(data),
+    ...redisWarnings(data),
   ];
 }
 

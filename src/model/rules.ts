@@ -367,6 +367,28 @@ export function mqttWarnings(parsed: ParsedModel): ModelIssue[] {
   ];
 }
 
+/**
+ * Two Redis hosts: every member refuses writes without an acknowledging replica
+ * (min-replicas-to-write, src/artifacts/redis.ts), so while either host is down, also after
+ * the sentinels promoted the other, the app cannot queue a task or write a session. Valid (no
+ * write is lost), but a failover then keeps only reads going; a third host keeps writes going
+ * through the loss of one (the Sentinel documentation's three-box example). Found by the fleet
+ * test bed: Celery requests answered 500 for as long as the old primary was down.
+ */
+export function redisWarnings(parsed: ParsedModel): ModelIssue[] {
+  const members = hostsOf(parsed).filter((h) => h.roles.has("redis"));
+  if (members.length !== 2) return [];
+  const names = members.map((h) => h.name).join(" and ");
+  return [
+    {
+      path: "hosts",
+      message:
+        `two hosts have the role "redis" (${names}): each refuses writes while the other is down (min-replicas-to-write 1), ` +
+        `so a Sentinel failover keeps reads only; give a third host the role "redis" to keep writes going through the loss of one`,
+    },
+  ];
+}
+
 /** Paths of secrets written inline in the model: allowed, but warned about. */
 export function inlineSecretPaths(parsed: ParsedModel): string[] {
   const candidates: [string, SecretRef | undefined][] = [

@@ -16,6 +16,8 @@ import type { HostContext } from "../../src/artifacts/context.js";
 import { pathsOf } from "../../src/artifacts/paths.js";
 import { redisFamily, replicaOfLine, sentinelQuorum } from "../../src/artifacts/redis.js";
 import { parseSecretsFile } from "../../src/node/files.js";
+import { parseModel } from "../../src/model/parse.js";
+import { parse as parseToml } from "smol-toml";
 import { UnsafeValueError } from "../../src/quote.js";
 import { secretForms } from "../../src/redact.js";
 import { contextOf, fixtureContexts, fixtureNames, loadFixture } from "../helpers/fixtures.js";
@@ -316,5 +318,27 @@ describe("Redis family", () => {
         for (const form of forms) expect(f.content.includes(form), `${name}/${c.host.name}${f.path}`).toBe(false);
       }
     }
+  });
+});
+
+describe("two Redis hosts (found by the fleet test bed)", () => {
+  const raw = (name: string) => parseToml(readFileSync(loadFixture(name).modelPath, "utf8")) as Record<string, any>;
+  const redisWarnings = (model: Record<string, any>) => {
+    const parsed = parseModel(model);
+    if (!parsed.ok) throw new Error(parsed.issues.map((i) => `${i.path}: ${i.message}`).join("\n"));
+    return parsed.warnings.filter((w) => w.message.includes('role "redis"'));
+  };
+
+  it("warn that a failover keeps only reads: each member refuses writes while the other is down", () => {
+    const warnings = redisWarnings(raw("ha-sentinel"));
+    expect(warnings.map((w) => w.path)).toEqual(["hosts"]);
+    expect(warnings[0]!.message).toMatch(/^two hosts have the role "redis" \(data1 and data2\): .*min-replicas-to-write 1.*give a third host the role "redis"/);
+  });
+
+  it("a third Redis host, or a single one, is not warned about", () => {
+    const three = raw("ha-sentinel");
+    three.hosts.arbiter.roles = ["redis-sentinel", "redis"];
+    expect(redisWarnings(three)).toEqual([]);
+    for (const name of ["single-node", "ha-cluster", "fleet"]) expect(redisWarnings(raw(name)), name).toEqual([]);
   });
 });
