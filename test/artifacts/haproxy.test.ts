@@ -101,7 +101,19 @@ describe("HAProxy family", () => {
 
     const acme = model.site.tls.mode === "letsencrypt";
 
-    it.skipIf(!acme)("answers ACME challenges before redirecting everything else to HTTPS (HAP-02)", () => {
+    // Certificates from files (the fleet): nothing answers ACME, every HTTP request is redirected.
+    if (!acme) {
+      it("redirects every HTTP request to HTTPS and runs no certbot (certificates from files)", () => {
+        const fe = section(s, "frontend fe_http");
+        expect(fe.some((l) => l.startsWith("acl ") || l.startsWith("use_backend "))).toBe(false);
+        expect(fe).toContain("http-request redirect scheme https code 301");
+        expect([...s.keys()].filter((k) => k.startsWith("backend be_acme"))).toEqual([]);
+        const commands = haproxyFamily.steps!(ctx).flatMap((st) => stepLines(st));
+        expect(commands.filter((c) => c.includes("certbot"))).toEqual([]);
+      });
+    }
+
+    if (acme) it("answers ACME challenges before redirecting everything else to HTTPS (HAP-02)", () => {
       const fe = section(s, "frontend fe_http");
       expect(fe.filter((l) => l.startsWith("bind "))).toEqual(model.site.ipv6 ? [":80", "[::]:80 v6only"].map((b) => `bind ${b}`) : ["bind :80"]);
       const acl = fe.find((l) => l.startsWith("acl "))!;
@@ -188,7 +200,7 @@ describe("HAProxy family", () => {
       }
     });
 
-    it.skipIf(!acme)("has runbook steps with certbot behind HAProxy and no secret on any command line", () => {
+    if (acme) it("has runbook steps with certbot behind HAProxy and no secret on any command line", () => {
       const steps = haproxyFamily.steps!(ctx);
       const commands = steps.flatMap((st) => stepLines(st));
       expect(steps.flatMap(stepPackages)).toEqual(expect.arrayContaining(["haproxy", "certbot"]));
