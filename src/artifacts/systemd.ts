@@ -175,8 +175,10 @@ function systemdSteps(ctx: HostContext): Step[] {
       id: "systemd.check",
       phase: "verify",
       title: "Check that the application services run",
-      action: { kind: "check", commands: [`systemctl is-active ${names.map(shell).join(" ")}`] },
-      why: "Each line must say active; otherwise `journalctl -u <unit> -b` shows why.",
+      // One unit per command: `systemctl is-active a b c` exits 0 when any one of them is
+      // active (systemctl(1)), so a failed unit would pass the playbook's verify run.
+      action: { kind: "check", commands: names.map((name) => `systemctl is-active ${shell(name)}`) },
+      why: "Each must say active (and exit 0); otherwise `journalctl -u <unit> -b` shows why.",
     },
   );
   return steps;

@@ -159,7 +159,8 @@ describe.skipIf(!capability.ok)("the fleet", () => {
     await bed.fleet.reboot(host);
     bed.fleet.openSsh(host);
     const units = ["novacloud.service", "novacloud-asgi.service", "nginx.service"];
-    await until(`${host}'s units active`, () => (bed.fleet.ssh(host, `systemctl is-active ${units.join(" ")}`).code === 0 ? true : undefined), 60_000);
+    // One unit per call: `systemctl is-active a b c` exits 0 when any one of them is active.
+    await until(`${host}'s units active`, () => (units.every((u) => bed.fleet.ssh(host, `systemctl is-active ${u}`).code === 0) ? true : undefined), 60_000);
     await until(`${host} to answer through the lb`, () => {
       for (let i = 0; i < 6; i++) if (json("/whoami/").host === host) return true;
       return undefined;
