@@ -200,8 +200,12 @@ function readLog(host: string): string {
 }
 
 /** SQL as postgres over the member's socket. */
+function psql(host: string, query: string, database: string) {
+  return net.get(host)!.run("runuser", ["-u", "postgres", "--", `${BIN}/psql`, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", dirs(host).run, "-p", "5432", "-d", database, "-c", query]);
+}
+
 function sql(host: string, query: string, database = "postgres"): string {
-  const r = net.get(host)!.run("runuser", ["-u", "postgres", "--", `${BIN}/psql`, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", dirs(host).run, "-p", "5432", "-d", database, "-c", query]);
+  const r = psql(host, query, database);
   expect(r.code, `${host}: ${query}\n${r.output}`).toBe(0);
   return r.stdout.trim();
 }
@@ -210,7 +214,13 @@ function sql(host: string, query: string, database = "postgres"): string {
 async function eventually(host: string, query: string, expected: string, database = "postgres"): Promise<void> {
   let last = "";
   try {
-    await waitFor(`${host}: ${query} = ${expected}`, () => (last = sql(host, query, database)) === expected, 30_000);
+    // A query that fails (a table not replayed yet, a standby still starting) is "not yet".
+    const attempt = () => {
+      const r = psql(host, query, database);
+      last = r.code === 0 ? r.stdout.trim() : `(exit ${r.code}) ${r.output.trim()}`;
+      return r.code === 0 && last === expected;
+    };
+    await waitFor(`${host}: ${query} = ${expected}`, attempt, 30_000);
   } catch (error) {
     throw new Error(`${(error as Error).message} (last: ${JSON.stringify(last)})\n${readLog(host)}`);
   }
