@@ -27,7 +27,18 @@ export const NFS_PORT = 2049;
  * that daemon binds the host's private address (the kernel's NFS server listens on every
  * address; the others are given the private one, so they need it at start: see sysctl.ts).
  */
-export const LISTENERS: Readonly<Record<Service, { readonly description: string; readonly daemon: string; readonly bindsPrivateAddress: boolean }>> = {
+export interface Listener {
+  readonly description: string;
+  readonly daemon: string;
+  readonly bindsPrivateAddress: boolean;
+}
+
+function exporterListeners(): Record<Exporter, Listener> {
+  const entries = (Object.keys(EXPORTERS) as Exporter[]).map((e) => [e, { description: EXPORTERS[e].description, daemon: EXPORTERS[e].daemon, bindsPrivateAddress: true }]);
+  return Object.fromEntries(entries) as Record<Exporter, Listener>;
+}
+
+export const LISTENERS: Readonly<Record<Service, Listener>> = {
   "nginx-backend": { description: "nginx for the load balancer", daemon: "nginx", bindsPrivateAddress: true },
   postgres: { description: "PostgreSQL", daemon: "PostgreSQL", bindsPrivateAddress: true },
   redis: { description: "Redis", daemon: "Redis", bindsPrivateAddress: true },
@@ -35,11 +46,8 @@ export const LISTENERS: Readonly<Record<Service, { readonly description: string;
   mqtt: { description: "MQTT (plain, private)", daemon: "Mosquitto", bindsPrivateAddress: true },
   "mqtt-devices": { description: "MQTT for devices (plain)", daemon: "Mosquitto", bindsPrivateAddress: true },
   nfs: { description: "NFS (media)", daemon: "nfsd", bindsPrivateAddress: false },
-  "node-exporter": { description: EXPORTERS["node-exporter"].description, daemon: "node_exporter", bindsPrivateAddress: true },
-  "postgres-exporter": { description: EXPORTERS["postgres-exporter"].description, daemon: "postgres_exporter", bindsPrivateAddress: true },
-  "redis-exporter": { description: EXPORTERS["redis-exporter"].description, daemon: "redis_exporter", bindsPrivateAddress: true },
-  "nginx-exporter": { description: EXPORTERS["nginx-exporter"].description, daemon: "nginx-prometheus-exporter", bindsPrivateAddress: true },
-  "haproxy-metrics": { description: EXPORTERS["haproxy-metrics"].description, daemon: "HAProxy", bindsPrivateAddress: true },
+  // Every exporter listens on the private address, for the monitor host (src/model/monitoring.ts).
+  ...exporterListeners(),
 };
 
 export interface Flow {

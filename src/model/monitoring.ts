@@ -24,16 +24,18 @@ export interface ExporterSpec {
   readonly job: string;
   /** Firewall comments, README. */
   readonly description: string;
+  /** The program that listens (the flow table's listener). */
+  readonly daemon: string;
 }
 
 /** Ports are each package's defaults (the Prometheus default port allocations wiki page). */
 export const EXPORTERS: Readonly<Record<Exporter, ExporterSpec>> = {
-  "node-exporter": { port: 9100, unit: "prometheus-node-exporter", job: "node", description: "node_exporter" },
-  "postgres-exporter": { port: 9187, unit: "prometheus-postgres-exporter", job: "postgres", description: "PostgreSQL exporter" },
-  "redis-exporter": { port: 9121, unit: "prometheus-redis-exporter", job: "redis", description: "Redis exporter" },
-  "nginx-exporter": { port: 9113, unit: "prometheus-nginx-exporter", job: "nginx", description: "nginx exporter" },
+  "node-exporter": { port: 9100, unit: "prometheus-node-exporter", job: "node", description: "node_exporter", daemon: "node_exporter" },
+  "postgres-exporter": { port: 9187, unit: "prometheus-postgres-exporter", job: "postgres", description: "PostgreSQL exporter", daemon: "postgres_exporter" },
+  "redis-exporter": { port: 9121, unit: "prometheus-redis-exporter", job: "redis", description: "Redis exporter", daemon: "redis_exporter" },
+  "nginx-exporter": { port: 9113, unit: "prometheus-nginx-exporter", job: "nginx", description: "nginx exporter", daemon: "nginx-prometheus-exporter" },
   // 8405: the port of HAProxy's own Prometheus example (doc/management.txt, "prometheus-exporter").
-  "haproxy-metrics": { port: 8405, unit: undefined, job: "haproxy", description: "HAProxy metrics" },
+  "haproxy-metrics": { port: 8405, unit: undefined, job: "haproxy", description: "HAProxy metrics", daemon: "HAProxy" },
 };
 
 /**
