@@ -34,8 +34,12 @@ export function monitored(model: Model): boolean {
  * reaches it, else loopback (it is the monitor host's own, scraped over 127.0.0.1).
  */
 export function exporterListen(flows: FlowTable, host: Host, exporter: Exporter): string {
-  const reached = flowsTo(flows, host, exporter).length > 0;
-  return `${reached ? host.address : "127.0.0.1"}:${EXPORTERS[exporter].port}`;
+  return `${reachedByMonitor(flows, host, exporter) ? host.address : "127.0.0.1"}:${EXPORTERS[exporter].port}`;
+}
+
+/** True when a flow from the monitor host reaches this exporter (only the monitor's flows go to exporters). */
+function reachedByMonitor(flows: FlowTable, host: Host, exporter: Exporter): boolean {
+  return flowsTo(flows, host, exporter).length > 0;
 }
 
 /** One scrape target: an exporter of a host, as the monitor host reaches it. */
@@ -56,8 +60,7 @@ export function scrapeTargets(model: Model, flows: FlowTable): ScrapeTarget[] {
   for (const exporter of Object.keys(EXPORTERS) as Exporter[]) {
     for (const host of model.topology.hosts) {
       if (!exportersOf(host).includes(exporter)) continue;
-      const reached = flows.flows.some((f) => f.client === "monitor" && f.service === exporter && f.to.name === host.name);
-      if (!reached && host.name !== monitor.name) throw new Error(`internal: no flow from ${monitor.name} to the ${exporter} of ${host.name}`);
+      if (!reachedByMonitor(flows, host, exporter) && host.name !== monitor.name) throw new Error(`internal: no flow from ${monitor.name} to the ${exporter} of ${host.name}`);
       targets.push({ job: EXPORTERS[exporter].job, host: host.name, target: `${addressFrom(host, monitor)}:${EXPORTERS[exporter].port}` });
     }
   }
