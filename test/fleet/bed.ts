@@ -11,7 +11,7 @@ import { appendFileSync, chmodSync, cpSync, mkdirSync, openSync, readFileSync, r
 import { dirname, join } from "node:path";
 import { loadFixture, type Fixture } from "../helpers/fixtures.js";
 import { render } from "../../src/render.js";
-import type { Tree } from "../../src/tree.js";
+import type { Tree, TreeFile } from "../../src/tree.js";
 import { debianImage, Fleet, sh, type Machine, type RunResult } from "./machines.js";
 import { imagePackages } from "./packages.js";
 
@@ -55,6 +55,23 @@ function writeTree(tree: Tree, out: string): void {
     writeFileSync(target, file.content, { mode: file.mode });
     chmodSync(target, file.mode);
   }
+}
+
+/**
+ * The tree with the replacements of NOVACLOUD_FLEET_BREAK_RERENDER ([[path, from, to], ...]):
+ * a rendered line broken on purpose, to watch the check of a re-render fail.
+ */
+function brokenOnPurpose(tree: Tree): Tree {
+  const edits = JSON.parse(process.env.NOVACLOUD_FLEET_BREAK_RERENDER ?? "[]") as [string, string, string][];
+  if (edits.length === 0) return tree;
+  const files = new Map<string, TreeFile>(tree);
+  for (const [path, from, to] of edits) {
+    const file = files.get(path);
+    if (!file || !file.content.includes(from)) throw new Error(`NOVACLOUD_FLEET_BREAK_RERENDER: no "${from}" in ${path}`);
+    files.set(path, { ...file, content: file.content.split(from).join(to) });
+    console.log(`broken on purpose in the re-render: ${path}: "${from}" -> "${to}"`);
+  }
+  return files;
 }
 
 /** A CA and one certificate signed by it for `names` (openssl, as an operator's CA would). */
@@ -218,7 +235,7 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
       caFile,
       timings,
       playbook,
-      rerender: () => writeTree(render(model, fixture.sources), out),
+      rerender: () => writeTree(brokenOnPurpose(render(model, fixture.sources)), out),
       fromInternet: (command, timeoutMs) => fleet.fromInternet(command, timeoutMs),
       publishApp: (edit, message) => {
         edit(appDir);

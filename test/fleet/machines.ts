@@ -40,6 +40,19 @@ export function sh(command: string, args: readonly string[], options: { input?: 
   return { code: r.status, stdout, stderr, output: `${stdout}${stderr}` };
 }
 
+/** sh without blocking: for commands that run side by side (the scans from every host). */
+export function shAsync(command: string, args: readonly string[], options: { timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], timeout: options.timeoutMs ?? 120_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.once("error", (e) => (stderr += String(e)));
+    child.once("close", (code) => resolve({ code, stdout, stderr, output: `${stdout}${stderr}` }));
+  });
+}
+
 function must(what: string, r: RunResult): RunResult {
   if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.output.slice(-4000)}`);
   return r;
@@ -257,6 +270,13 @@ export class Fleet {
     const m = this.running.get(name)?.machine;
     if (!m) throw new Error(`no machine ${name}`);
     return sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
+  }
+
+  /** ssh, without blocking the test while it runs. */
+  sshAsync(name: string, command: string, timeoutMs = 120_000): Promise<RunResult> {
+    const m = this.running.get(name)?.machine;
+    if (!m) throw new Error(`no machine ${name}`);
+    return shAsync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
   }
 
   sshOptions(master: "no" | "yes" = "no"): string[] {

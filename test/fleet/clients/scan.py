@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Which of the given ADDRESS:PORT targets accept a TCP connection (all tried at once; a port a
-firewall drops times out, a closed one refuses). Prints the open ones, one per line."""
+"""Which of the given ADDRESS:PORT targets accept a TCP connection (all tried at once, so a scan
+takes one timeout: a port a firewall drops times out, a closed one refuses). Prints the open
+ones, one per line."""
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ def is_open(target):
 
 
 targets = sys.argv[1:]
-with ThreadPoolExecutor(max_workers=64) as pool:
+with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
     for target, ok in zip(targets, pool.map(is_open, targets)):
         if ok:
             print(target)
