@@ -1,12 +1,14 @@
 /**
  * The fleet test bed: the fixture `fleet` rendered, its hosts booted as Debian 13 machines at
  * the model's addresses (machines.ts), the reference app (test/fleet/app) in a git repository
- * served over HTTPS from the control namespace, and the rendered Ansible bundle applied over
- * SSH the way users apply it. What the test adds that an operator would have: a CA the hosts
- * trust (the repository's and the site's certificates), the site certificate on the lb (site.tls
- * mode "files"), names in /etc/hosts instead of DNS. Everything it starts is stopped by PID.
+ * served over HTTPS from the control namespace (with the media bucket's S3 endpoint), and the
+ * rendered Ansible bundle applied over SSH the way users apply it. What the test adds that an
+ * operator would have: a CA the hosts trust (the repository's, S3's and the site's
+ * certificates), the site certificate on the lb (site.tls mode "files"), names in /etc/hosts
+ * instead of DNS, objects in the bucket. Everything it starts is stopped by PID.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { appendFileSync, chmodSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadFixture, type Fixture } from "../helpers/fixtures.js";
@@ -20,6 +22,7 @@ export const SUITE = "trixie";
 export const NETWORK = { prefixLength: 24, control: "10.44.0.1", internet: "10.44.0.200" } as const;
 /** Names the hosts resolve through /etc/hosts: the repository (control), the site (lb). */
 const GIT_NAME = "git.fleet.test";
+const SERVER = join(import.meta.dirname, "clients", "https_server.py");
 const APP_SOURCE = join(import.meta.dirname, "app");
 
 export interface Bed {
@@ -29,6 +32,8 @@ export interface Bed {
   readonly dir: string;
   readonly out: string;
   readonly caFile: string;
+  /** The S3 bucket's objects, a directory the control namespace serves (media.storage "s3"). */
+  readonly bucketDir: string;
   /** Seconds per phase, in order. */
   readonly timings: [string, number][];
   playbook(extra?: readonly string[]): RunResult;
@@ -86,19 +91,24 @@ function certificates(dir: string, certs: Record<string, readonly string[]>): vo
   }
 }
 
-/** Serves `root` over HTTPS on address:443 inside a namespace (git's dumb HTTP protocol needs only files). */
-function httpsServer(namespace: string, root: string, address: string, cert: string, key: string, log: string): ChildProcess {
-  const script = [
-    "import functools, http.server, ssl, sys",
-    "root, address, cert, key = sys.argv[1:5]",
-    "handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)",
-    "server = http.server.ThreadingHTTPServer((address, 443), handler)",
-    "context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); context.load_cert_chain(cert, key)",
-    "server.socket = context.wrap_socket(server.socket, server_side=True)",
-    "server.serve_forever()",
-  ].join("\n");
-  const out = openLog(log);
-  return spawn("ip", ["netns", "exec", namespace, "python3", "-c", script, root, address, cert, key], { stdio: ["ignore", out, out] });
+/**
+ * The control namespace's HTTPS server on address:443 (clients/https_server.py): the git
+ * repository's files, and a minimal S3 API over `s3Root` for requests to `s3Name`.
+ */
+function httpsServer(o: { namespace: string; address: string; cert: string; key: string; gitRoot: string; s3Name: string; s3Root: string; log: string }): ChildProcess {
+  const out = openLog(o.log);
+  return spawn("ip", ["netns", "exec", o.namespace, "python3", SERVER, o.address, o.cert, o.key, o.gitRoot, o.s3Name, o.s3Root], { stdio: ["ignore", out, out] });
+}
+
+/** What users uploaded: a few media objects, one with a space in its name, in nested prefixes. */
+function seedBucket(dir: string): void {
+  const put = (key: string, data: Buffer | string) => {
+    mkdirSync(dirname(join(dir, key)), { recursive: true });
+    writeFileSync(join(dir, key), data);
+  };
+  put("uploads/2026/12/photo 1.jpg", randomBytes(200_000));
+  put("uploads/2026/12/reading.csv", "device,temperature\nsensor-1,21.5\n");
+  put("avatars/operator.png", randomBytes(3_000));
 }
 
 function openLog(path: string): number {
@@ -129,7 +139,9 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
   const tlsFiles = site.tls.mode === "files" ? site.tls : undefined;
   if (!tlsFiles) throw new Error("the fleet fixture's site certificate is a file the test provides");
   const certs = join(dir, "pki");
-  certificates(certs, { site: [...model.siteNames, ...(model.mqtt.domain ? [model.mqtt.domain] : [])], git: [GIT_NAME] });
+  // The S3 endpoint (media.storage "s3") is served from the control namespace, beside git.
+  const s3Name = model.media.storage === "s3" && model.media.endpoint ? new URL(model.media.endpoint).hostname : "s3.invalid";
+  certificates(certs, { site: [...model.siteNames, ...(model.mqtt.domain ? [model.mqtt.domain] : [])], control: [GIT_NAME, s3Name] });
   const caFile = join(certs, "ca.crt");
   const ca = readFileSync(caFile, "utf8");
 
@@ -145,13 +157,17 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
   mkdirSync(served, { recursive: true });
   must("git clone --bare", sh("git", ["clone", "-q", "--bare", appDir, join(served, "fleetapp.git")]));
   git(join(served, "fleetapp.git"), "update-server-info");
+  const s3Root = join(dir, "s3");
+  rmSync(s3Root, { recursive: true, force: true });
+  const bucketDir = join(s3Root, model.media.storage === "s3" ? model.media.bucket : "none");
+  seedBucket(bucketDir);
   phase("render, certificates, repository");
 
   const image = debianImage({ suite: SUITE, packages: imagePackages(model, fixture.sources), cacheDir: options.cacheDir, log });
   phase("image");
 
   const hostsFile = [
-    `${NETWORK.control} ${GIT_NAME}`,
+    `${NETWORK.control} ${GIT_NAME} ${s3Name}`,
     `${lb.address} ${[...model.siteNames, ...(model.mqtt.domain ? [model.mqtt.domain] : [])].join(" ")}`,
     ...model.topology.hosts.map((h) => `${h.address} ${h.name}`),
   ].join("\n");
@@ -189,7 +205,16 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
   try {
     await fleet.up();
     phase("boot");
-    server = httpsServer(fleet.control, served, NETWORK.control, join(certs, "git.crt"), join(certs, "git.key"), join(dir, "logs", "git-https.log"));
+    server = httpsServer({
+      namespace: fleet.control,
+      address: NETWORK.control,
+      cert: join(certs, "control.crt"),
+      key: join(certs, "control.key"),
+      gitRoot: served,
+      s3Name,
+      s3Root,
+      log: join(dir, "logs", "control-https.log"),
+    });
     await Promise.all(machines.map(async (m) => fleet.openSsh(m.name)));
 
     writeFileSync(
@@ -233,6 +258,7 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
       dir,
       out,
       caFile,
+      bucketDir,
       timings,
       playbook,
       rerender: () => writeTree(brokenOnPurpose(render(model, fixture.sources)), out),

@@ -6,8 +6,8 @@
  * with one message, and fails under CI=true.
  */
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { bedUp, until, type Bed } from "./bed.js";
@@ -366,6 +366,29 @@ describe.skipIf(!capability.ok)("the fleet", () => {
       bed.fleet.ssh(db, "cd / && runuser -u postgres -- dropdb --if-exists fleet_restore");
     }
     timed("check: backup and restore", t);
+  });
+
+  it("backup.sh on the media host copies the S3 bucket, and the runbook's restore gives the same files", () => {
+    const t = Date.now();
+    const model = bed.fixture.model;
+    // The host whose backup.sh copies the bucket (media.storage "s3": a Django host's, as the
+    // bucket's keys live in its .env).
+    const [path] = [...bed.tree].find(([p, f]) => p.endsWith("/backup.sh") && f.content.includes("S3_BUCKET="))!;
+    const host = path.split("/")[0]!;
+    const backup = bed.fleet.ssh(host, `systemctl start ${model.project.name}-backup.service`, 300_000);
+    expect(backup.code, backup.output + bed.fleet.ssh(host, `journalctl -u ${model.project.name}-backup.service --no-pager | tail -n 30`).output).toBe(0);
+    const archive = bed.fleet.ssh(host, `ls -1 ${model.backup.dir}/${model.project.name}_media_*.tar.gz | tail -n 1`).stdout.trim();
+    expect(archive).toMatch(/\.tar\.gz$/);
+    // "media with tar -xzf FILE -C <parent directory>", into a fresh parent directory.
+    const restored = bed.fleet.ssh(host, `rm -rf /tmp/media-restore && mkdir /tmp/media-restore && tar -xzf ${archive} -C /tmp/media-restore && cd /tmp/media-restore/media && find . -type f -print0 | sort -z | xargs -0 sha256sum`);
+    expect(restored.code, restored.output).toBe(0);
+    const sha = (file: string) => createHash("sha256").update(readFileSync(join(bed.bucketDir, file))).digest("hex");
+    const uploaded = (dir: string): string[] => readdirSync(join(bed.bucketDir, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? uploaded(join(dir, e.name)) : [join(dir, e.name)]));
+    const expected = uploaded(".").map((f) => `${sha(f)}  ./${f}`).sort();
+    expect(expected.length).toBeGreaterThan(2);
+    expect(restored.stdout.trim().split("\n").sort()).toEqual(expected);
+    bed.fleet.ssh(host, "rm -rf /tmp/media-restore");
+    timed("check: media backup and restore", t);
   });
 
   it("a second playbook run reports zero changes", () => {
