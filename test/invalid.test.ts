@@ -351,6 +351,6 @@ function stringFields(): string[] {
     }
     if (def.type === "string") out.add(path.join("."));
   };
-  walk(modelSchema, []);
+  walk(modelSchema(), []);
   return [...out].sort();
 }

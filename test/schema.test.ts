@@ -34,7 +34,7 @@ function errorsOf(): string {
 
 /** Every node of the zod schema's own JSON form with a literal default, and its raw description. */
 function literalDefaults(): { path: string; def: unknown; description: string }[] {
-  const raw = z.toJSONSchema(modelSchema, { io: "input", target: "draft-2020-12" });
+  const raw = z.toJSONSchema(modelSchema(), { io: "input", target: "draft-2020-12" });
   const out: { path: string; def: unknown; description: string }[] = [];
   const walk = (node: unknown, path: string): void => {
     if (node === null || typeof node !== "object") return;
