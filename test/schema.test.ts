@@ -72,8 +72,8 @@ describe("the JSON Schema", () => {
   });
 
   it("is what `novacloud-render schema` prints", () => {
-    const cli = join(ROOT, "dist", "cli.js");
-    if (!existsSync(cli)) throw new Error("dist/cli.js is missing: build first (npm run build; npm test does it)");
+    const cli = join(ROOT, "dist", "cli.cjs");
+    if (!existsSync(cli)) throw new Error("dist/cli.cjs is missing: build first (npm run build; npm test does it)");
     const printed = execFileSync(process.execPath, [cli, "schema"], { encoding: "utf8" });
     expect(JSON.parse(printed)).toEqual(JSON.parse(JSON.stringify(schema)));
   });
