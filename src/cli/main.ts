@@ -3,7 +3,24 @@
  * --help and --version cost little more than starting node; everything that renders is
  * imported on demand.
  */
+import { writeSync } from "node:fs";
 import { HELP, parseCli, UsageError } from "./args.js";
+
+/**
+ * Writes a short text to stdout without making process.stdout: that stream (a SyncWriteStream
+ * or a socket, with node's stream modules) was the largest part of what --version loads beyond
+ * `node -e 0`. A non-blocking pipe that is full refuses the write (EAGAIN): then the stream.
+ */
+function writeStdout(text: string): void {
+  const bytes = Buffer.from(text);
+  let written = 0;
+  try {
+    written = writeSync(1, bytes);
+  } catch {
+    // EAGAIN and the like: the stream below waits for the pipe
+  }
+  if (written < bytes.length) process.stdout.write(bytes.subarray(written));
+}
 
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -20,7 +37,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (options.version) {
-    process.stdout.write(`${__VERSION__}\n`);
+    writeStdout(`${__VERSION__}\n`);
     return 0;
   }
   const { run } = await import("./run.js");
