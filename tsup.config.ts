@@ -35,29 +35,19 @@ export default defineConfig([
     define,
   },
   {
-    // The CLI's work (src/cli/run.ts): ESM, dependencies included and minified, so node loads a
-    // few files instead of hundreds, plus chunks loaded only by the commands that need them.
-    // The bin (below) imports it for every command but --help and --version.
-    entry: { "cli-run": "src/cli/run.ts" },
-    format: ["esm"],
-    splitting: true,
-    noExternal: [/.*/],
-    minify: true,
-    platform: "node",
-    sourcemap: false,
-    target: "node20",
-    define,
-  },
-  {
-    // The bin, dist/cli.cjs: argument parsing, --help and --version only. CommonJS because an ES
-    // module entry starts node's ESM loader, which alone made `--version` about 1.2x `node -e 0`
-    // (an empty .js module against an empty .cjs file, measured side by side); the render
-    // path's `import("./run.js")` becomes an import of the ESM bundle above.
-    entry: { cli: "src/cli/main.ts" },
+    // The CLI: two CommonJS bundles, dependencies included and minified. CommonJS because an ES
+    // module anywhere on the way starts node's ESM loader, which alone made `--version` about
+    // 1.2x `node -e 0` (an empty .js module against an empty .cjs file, measured side by side)
+    // and made a cold render wait on its asynchronous file reads. dist/cli.cjs (the bin) holds
+    // argument parsing, --help and --version; every other command requires dist/cli-run.cjs,
+    // the commands that render (what they import on demand, e.g. --check's diff, is in it too,
+    // evaluated only when asked for: esbuild's lazy module wrappers).
+    entry: { cli: "src/cli/bin.ts", "cli-run": "src/cli/run.ts" },
     format: ["cjs"],
     outExtension: () => ({ js: ".cjs" }),
+    splitting: false,
     noExternal: [/.*/],
-    minify: true,
+    minify: process.env.NOVACLOUD_NO_MINIFY === undefined, // set it to read --cpu-prof profiles
     platform: "node",
     sourcemap: false,
     target: "node20",
@@ -65,9 +55,10 @@ export default defineConfig([
     banner: { js: "#!/usr/bin/env node" },
     esbuildPlugins: [
       {
+        // The bin's require("./cli-run.cjs") is the other bundle, not a module to include.
         name: "cli-run-external",
         setup(build) {
-          build.onResolve({ filter: /^\.\/run\.js$/ }, () => ({ path: "./cli-run.js", external: true }));
+          build.onResolve({ filter: /^\.\/cli-run\.cjs$/ }, () => ({ path: "./cli-run.cjs", external: true }));
         },
       },
     ],

@@ -216,7 +216,7 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
     });
     return;
   }
-  const entries = definedEntries(value);
+  const entries = definedEntries(value as { readonly [key: string]: YamlValue | undefined });
   const flow = flowMapping(entries, prefix, w);
   if (flow !== undefined) {
     w.out.push(`${prefix} ${flow}`);

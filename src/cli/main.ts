@@ -1,7 +1,7 @@
 /**
- * Entry point of the `novacloud-render` command. Only argument parsing is loaded eagerly, so
- * --help and --version cost little more than starting node; everything that renders is
- * imported on demand.
+ * The `novacloud-render` command (src/cli/bin.ts starts it). Only argument parsing is loaded
+ * eagerly, so --help and --version cost little more than starting node; everything that
+ * renders (src/cli/run.ts) is loaded on demand by `loadRun`.
  */
 import { writeSync } from "node:fs";
 import { HELP, parseCli, UsageError } from "./args.js";
@@ -23,7 +23,10 @@ function writeStdout(text: string): void {
 }
 
 
-async function main(argv: readonly string[]): Promise<number> {
+/** Loads the commands that render: run.ts, or the bundle the build made of it. */
+export type LoadRun = () => Promise<Pick<typeof import("./run.js"), "run">>;
+
+export async function main(argv: readonly string[], loadRun: LoadRun): Promise<number> {
   let options;
   try {
     options = parseCli(argv);
@@ -40,16 +43,19 @@ async function main(argv: readonly string[]): Promise<number> {
     writeStdout(`${__VERSION__}\n`);
     return 0;
   }
-  const { run } = await import("./run.js");
+  const { run } = await loadRun();
   return run(options);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`novacloud-render: internal error: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
-    process.exitCode = 70;
-  },
-);
+/** Runs the command with `argv`, setting the exit code; an unexpected error exits 70. */
+export function start(argv: readonly string[], loadRun: LoadRun): void {
+  main(argv, loadRun).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`novacloud-render: internal error: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}
