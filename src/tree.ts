@@ -98,18 +98,18 @@ export class DuplicatePathError extends Error {
 }
 
 /**
- * Builds the immutable, path-sorted tree. Two producers claiming one path is a bug in an
- * artifact family, never a silent overwrite.
+ * Builds the immutable, path-sorted tree from files made for it (they are frozen in place, not
+ * copied: at 10,000 hosts a copy of every file and a Set of every path were ~700,000 objects
+ * more for the garbage collector, which dominates such renders). Two producers claiming one
+ * path is a bug in an artifact family, never a silent overwrite: sorted, they are neighbours.
  */
 export function buildTree(files: Iterable<readonly [string, TreeFile]>): Tree {
   const entries: [string, TreeFile][] = [];
-  const seen = new Set<string>();
-  for (const [path, file] of files) {
-    if (seen.has(path)) throw new DuplicatePathError(path);
-    seen.add(path);
-    entries.push([path, { ...file }]);
-  }
+  for (const [path, file] of files) entries.push([path, file]);
   entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (let i = 1; i < entries.length; i++) {
+    if (entries[i]![0] === entries[i - 1]![0]) throw new DuplicatePathError(entries[i]![0]);
+  }
   return sealTree(entries);
 }
 
