@@ -104,15 +104,22 @@ function flowSequence(items: readonly YamlValue[], w: Writer, path: string, widt
   return width + text.length + 1 <= 110 ? `${text}]` : undefined;
 }
 
-/** The entries of a mapping whose value is not undefined (undefined means "no such key"). */
-function definedEntries(value: { readonly [key: string]: YamlValue | undefined }): [string, YamlValue][] {
-  const entries: [string, YamlValue][] = [];
-  for (const key of Object.keys(value)) {
-    const v = value[key];
-    if (v !== undefined) entries.push([key, v]);
-  }
-  return entries;
+type Mapping = { readonly [key: string]: YamlValue | undefined };
+
+/**
+ * The keys of a mapping whose value is not undefined (undefined means "no such key"). Keys only:
+ * [key, value] pairs were an array per entry, and the writer's allocations are most of a warm
+ * render's garbage (HeapProfiler sampling).
+ */
+function definedKeys(value: Mapping): string[] {
+  const keys = Object.keys(value);
+  for (const key of keys) if (value[key] === undefined) return keys.filter((k) => value[k] !== undefined);
+  return keys;
 }
+
+// Indentation strings, made once per depth rather than once per line.
+const SPACES: string[] = [];
+const spaces = (n: number): string => (SPACES[n] ??= " ".repeat(n));
 
 /** True when `value` has an own enumerable key (Object.keys(value).length > 0, without the array). */
 function hasKeys(value: object): boolean {
@@ -121,10 +128,11 @@ function hasKeys(value: object): boolean {
 }
 
 /** A one-entry mapping of a scalar fits on one line: `{condition: service_healthy}`. */
-function flowMapping(entries: [string, YamlValue][], prefix: string, w: Writer): string | undefined {
-  if (entries.length === 0) return "{}";
-  if (entries.length !== 1 || typeof entries[0]![1] === "object") return undefined;
-  const text = `{${scalar(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
+function flowMapping(value: Mapping, keys: readonly string[], prefix: string, w: Writer): string | undefined {
+  if (keys.length === 0) return "{}";
+  const only = keys.length === 1 ? value[keys[0]!] : undefined;
+  if (only === undefined || typeof only === "object") return undefined;
+  const text = `{${scalar(keys[0]!)}: ${scalar(only)}}`;
   return prefix.length + 1 + text.length <= w.width ? text : undefined;
 }
 
@@ -184,9 +192,14 @@ function writeScalar(prefix: string, scalarValue: Scalar, indent: string, w: Wri
   else w.out.push(`${prefix} >-${tail}`, ...fold);
 }
 
-/** The path of a child node, when comments may name it. */
-function child(w: Writer, path: string, key: string): string {
-  return w.annotated ? `${path}${key}` : "";
+/** The path of a mapping's entry, when comments may name it (else no string is made). */
+function keyPath(w: Writer, path: string, key: string): string {
+  return w.annotated ? `${path}.${key}` : "";
+}
+
+/** The path of a sequence's item, when comments may name it. */
+function itemPath(w: Writer, path: string, i: number): string {
+  return w.annotated ? `${path}[${i}]` : "";
 }
 
 /** The comment lines before the node at `path`. */
@@ -208,50 +221,64 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
       return;
     }
     w.out.push(prefix);
-    value.forEach((item, i) => {
-      const itemPath = child(w, path, `[${i}]`);
-      note(w, itemPath, indent);
-      if (isScalar(item)) writeScalar(`${indent}-`, item, `${indent}  `, w, true);
-      else sequenceItem(item, indent, itemPath, w);
-    });
+    const inner = spaces(indent.length + 2);
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i] as YamlValue;
+      const at = itemPath(w, path, i);
+      note(w, at, indent);
+      if (isScalar(item)) writeScalar(`${indent}-`, item, inner, w, true);
+      else sequenceItem(item, indent, at, w);
+    }
     return;
   }
-  const entries = definedEntries(value as { readonly [key: string]: YamlValue | undefined });
-  const flow = flowMapping(entries, prefix, w);
+  const mapping = value as Mapping;
+  const keys = definedKeys(mapping);
+  const flow = flowMapping(mapping, keys, prefix, w);
   if (flow !== undefined) {
     w.out.push(`${prefix} ${flow}`);
     return;
   }
   w.out.push(prefix);
   // The entries of a top-level mapping (each service) are separated by a blank line.
-  const spaced = !path.includes(".") && !path.includes("[") && entries.every(([, v]) => typeof v === "object" && !Array.isArray(v) && hasKeys(v));
-  entries.forEach(([key, value], i) => {
+  const spaced =
+    !path.includes(".") &&
+    !path.includes("[") &&
+    keys.every((k) => {
+      const v = mapping[k]!;
+      return typeof v === "object" && !Array.isArray(v) && hasKeys(v);
+    });
+  const inner = spaces(indent.length + 2);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     if (spaced && i > 0) w.out.push("");
-    const childPath = child(w, path, `.${key}`);
-    note(w, childPath, indent);
-    emit(value, `${indent}  `, childPath, `${indent}${scalar(key)}:`, w);
-  });
+    const at = keyPath(w, path, key);
+    note(w, at, indent);
+    emit(mapping[key]!, inner, at, `${indent}${scalar(key)}:`, w);
+  }
 }
 
 /**
  * A mapping as an item of a block sequence, in the compact form: its first entry follows the
- * dash (`- name: x`), the others are indented under it.
+ * dash (`- name: x`), the others are indented under it. The first entry's first line starts
+ * with its prefix (a scalar, `key:` of a block, or a flow collection), so giving that prefix
+ * the dash writes the same line as indenting it and replacing the indentation afterwards.
  */
 function sequenceItem(item: YamlValue, indent: string, path: string, w: Writer): void {
-  const entries = Array.isArray(item) ? [] : definedEntries(item as Record<string, YamlValue | undefined>);
-  if (entries.length === 0) {
-    emit(item, `${indent}  `, path, `${indent}-`, w);
+  const mapping = item as Mapping;
+  const keys = Array.isArray(item) ? [] : definedKeys(mapping);
+  if (keys.length === 0) {
+    emit(item, spaces(indent.length + 2), path, `${indent}-`, w);
     return;
   }
   // A comment on the first key goes above the dash, the others above their key.
-  note(w, child(w, path, `.${entries[0]![0]}`), indent);
-  const first = w.out.length;
-  entries.forEach(([key, value], j) => {
-    const childPath = child(w, path, `.${key}`);
-    if (j > 0) note(w, childPath, `${indent}  `);
-    emit(value, `${indent}    `, childPath, `${indent}  ${scalar(key)}:`, w);
-  });
-  w.out[first] = `${indent}- ${w.out[first]!.slice(indent.length + 2)}`;
+  const inner = spaces(indent.length + 2);
+  const nested = spaces(indent.length + 4);
+  for (let j = 0; j < keys.length; j++) {
+    const key = keys[j]!;
+    const at = keyPath(w, path, key);
+    note(w, at, j === 0 ? indent : inner);
+    emit(mapping[key]!, nested, at, `${j === 0 ? `${indent}- ` : inner}${scalar(key)}:`, w);
+  }
 }
 
 function writer(options: YamlOptions, header: readonly string[]): Writer {
@@ -266,11 +293,11 @@ function writer(options: YamlOptions, header: readonly string[]): Writer {
  */
 export function toYaml(document: { readonly [key: string]: YamlValue | undefined }, comments: YamlComments = {}, header: readonly string[] = [], options: YamlOptions = {}): string {
   const w = writer({ ...options, comments }, header);
-  const entries = definedEntries(document);
-  entries.forEach(([key, value], i) => {
+  const keys = definedKeys(document);
+  keys.forEach((key, i) => {
     if (i > 0) w.out.push("");
     note(w, key, "");
-    emit(value, "  ", key, `${scalar(key)}:`, w);
+    emit(document[key]!, "  ", key, `${scalar(key)}:`, w);
   });
   return `${w.out.join("\n")}\n`;
 }
