@@ -35,18 +35,32 @@ export default defineConfig([
     define,
   },
   {
-    // The CLI: one self-contained ESM bundle (dependencies included and minified, so node
-    // loads a few files instead of hundreds) plus chunks loaded only by the commands that need
-    // them, so --version loads almost nothing. Measured in bench/run.mjs.
-    entry: { cli: "src/cli/main.ts" },
-    format: ["esm"],
-    splitting: true,
+    // The CLI: two CommonJS bundles, dependencies included and minified. CommonJS because an ES
+    // module anywhere on the way starts node's ESM loader, which alone made `--version` about
+    // 1.2x `node -e 0` (an empty .js module against an empty .cjs file, measured side by side)
+    // and made a cold render wait on its asynchronous file reads. dist/cli.cjs (the bin) holds
+    // argument parsing, --help and --version; every other command requires dist/cli-run.cjs,
+    // the commands that render (what they import on demand, e.g. --check's diff, is in it too,
+    // evaluated only when asked for: esbuild's lazy module wrappers).
+    entry: { cli: "src/cli/bin.ts", "cli-run": "src/cli/run.ts" },
+    format: ["cjs"],
+    outExtension: () => ({ js: ".cjs" }),
+    splitting: false,
     noExternal: [/.*/],
-    minify: true,
+    minify: process.env.NOVACLOUD_NO_MINIFY === undefined, // set it to read --cpu-prof profiles
     platform: "node",
     sourcemap: false,
     target: "node20",
     define,
     banner: { js: "#!/usr/bin/env node" },
+    esbuildPlugins: [
+      {
+        // The bin's require("./cli-run.cjs") is the other bundle, not a module to include.
+        name: "cli-run-external",
+        setup(build) {
+          build.onResolve({ filter: /^\.\/cli-run\.cjs$/ }, () => ({ path: "./cli-run.cjs", external: true }));
+        },
+      },
+    ],
   },
 ]);

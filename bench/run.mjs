@@ -16,7 +16,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const CLI = join(ROOT, "dist", "cli.js");
+// The command as installed: package.json's bin.
+const CLI = join(ROOT, JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).bin["novacloud-render"]);
 const env = { ...process.env };
 delete env.NODE_EXTRA_CA_CERTS;
 const quick = process.argv.includes("--quick");

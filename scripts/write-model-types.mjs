@@ -15,13 +15,13 @@ const probe = join(root, "src", "model", "__model-types-probe.ts");
 const outFile = join(root, "src", "generated", "model-types.ts");
 
 const TYPES = {
-  ModelInput: "z.input<typeof modelSchema>",
-  ParsedModel: "z.output<typeof modelSchema>",
+  ModelInput: "z.input<ModelSchema>",
+  ParsedModel: "z.output<ModelSchema>",
   SecretRef: "z.infer<ReturnType<typeof secret>>",
 };
 
 const probeText = `import type * as z from "zod";
-import type { modelSchema } from "./schema.js";
+import type { ModelSchema } from "./schema.js";
 import type { secret } from "./values.js";
 ${Object.entries(TYPES).map(([name, type]) => `export type __${name} = ${type};`).join("\n")}
 `;

@@ -7,7 +7,7 @@ import { ansibleFiles, type BundleHost } from "./artifacts/ansible.js";
 import { appFamily } from "./artifacts/app.js";
 import { backupFamily } from "./artifacts/backup.js";
 import { certbotFamily } from "./artifacts/certbot.js";
-import { withHandling } from "./artifacts/effects.js";
+import { fileRules, withHandling, type FileHandling } from "./artifacts/effects.js";
 import { composeFiles } from "./artifacts/compose.js";
 import { hostContexts, type HostContext, type HostFamily } from "./artifacts/context.js";
 import { firewallFamily } from "./artifacts/firewall.js";
@@ -89,15 +89,18 @@ export interface RenderedHost {
   readonly ctx: HostContext;
   readonly files: readonly FileSpec[];
   readonly steps: readonly Step[];
+  /** What a change to each of the host's files requires (fileRules), made once per host. */
+  readonly rules: ReadonlyMap<string, FileHandling>;
 }
 
 function familyFiles(family: HostFamily, ctx: HostContext): FileSpec[] {
   return family.files(ctx).map((f) => ({ ...f, family: family.name }));
 }
 
-function hostOf(ctx: HostContext): { files: FileSpec[]; steps: Step[] } {
-  const files = withHandling(ctx, HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)));
-  return { files, steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []), files) };
+function hostOf(ctx: HostContext): { files: FileSpec[]; steps: Step[]; rules: ReadonlyMap<string, FileHandling> } {
+  const rules = fileRules(ctx);
+  const files = withHandling(ctx, HOST_FAMILIES.flatMap((family) => familyFiles(family, ctx)), rules);
+  return { files, steps: hostSteps(ctx, HOST_FAMILIES.flatMap((family) => family.steps?.(ctx) ?? []), files), rules };
 }
 
 /** The secrets the model references, checked, and the PBKDF2 whose hashes live as long as `options`. */
@@ -169,8 +172,8 @@ export function render(input: ModelInput | Model, options: RenderOptions = {}): 
   const rendered = hostsOf(model, secrets, kdf, withBundle ? () => true : wanted);
   const files: [string, TreeFile][] = [];
   const bundle: BundleHost[] = [];
-  for (const { ctx, files: specs, steps } of rendered) {
-    const all = [...specs, ...withHandling(ctx, [{ ...runbookFile(ctx, specs, steps), family: "runbook" }])];
+  for (const { ctx, files: specs, steps, rules } of rendered) {
+    const all = [...specs, ...withHandling(ctx, [{ ...runbookFile(ctx, specs, steps), family: "runbook" }], rules)];
     if (wanted(ctx.host.name)) files.push(...placeFiles(ctx.host.name, all));
     bundle.push({ ctx, files: all, steps });
   }

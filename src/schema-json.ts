@@ -40,6 +40,6 @@ function withDefaults(node: unknown): unknown {
 }
 
 export function modelJsonSchema(): Record<string, unknown> {
-  const schema = withDefaults(z.toJSONSchema(modelSchema, { io: "input", target: "draft-2020-12" })) as Record<string, unknown>;
+  const schema = withDefaults(z.toJSONSchema(modelSchema(), { io: "input", target: "draft-2020-12" })) as Record<string, unknown>;
   return { ...schema, ...SOMETHING_TO_RENDER, $id: SCHEMA_ID, title: "NovaCloud deployment model (novacloud-render)" };
 }

@@ -38,14 +38,52 @@ interface Writer {
 }
 
 // Plain (unquoted) only when YAML 1.1 and 1.2 both read it back as this same string: a word
-// starting with a letter, or digits followed by letters only (5s, 30s: no number has that form).
-const PLAIN = /^(?:[A-Za-z_][A-Za-z0-9_./-]*|[0-9]+[a-z]+)$/;
-const RESERVED = /^(?:y|n|yes|no|on|off|true|false|null|~)$/i;
+// starting with a letter, or digits followed by letters only (5s, 30s: no number has that form),
+// and no reserved word. The test was two regular expressions per string and key, the largest
+// self time of a warm render (--cpu-prof); isPlain below is the same test in one pass:
+//   /^(?:[A-Za-z_][A-Za-z0-9_./-]*|[0-9]+[a-z]+)$/ and not /^(?:y|n|yes|no|on|off|true|false|null|~)$/i
+const RESERVED = new Set(["y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"]);
+
+const isLetter = (c: number) => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+const isDigit = (c: number) => c >= 48 && c <= 57;
+
+function isPlain(text: string): boolean {
+  const n = text.length;
+  if (n === 0) return false;
+  const first = text.charCodeAt(0);
+  if (isLetter(first) || first === 95) {
+    for (let i = 1; i < n; i++) {
+      const c = text.charCodeAt(i);
+      // letters, digits, _ . / -
+      if (!(isLetter(c) || isDigit(c) || c === 95 || c === 46 || c === 47 || c === 45)) return false;
+    }
+    return n > 5 || !RESERVED.has(text.toLowerCase());
+  }
+  if (!isDigit(first)) return false;
+  let i = 1;
+  while (i < n && isDigit(text.charCodeAt(i))) i++;
+  if (i === n) return false;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 97 || c > 122) return false;
+  }
+  return true;
+}
+
+// What JSON.stringify escapes in a string: without any, it only adds the quotes, and adding
+// them here costs a native scan instead of a copy (JSON.stringify was most of scalar()'s samples).
+// Any surrogate goes the long way (JSON.stringify escapes lone ones only).
+const ESCAPED_IN_JSON = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify(text), a valid YAML double-quoted scalar. */
+function quoted(text: string): string {
+  return ESCAPED_IN_JSON.test(text) ? JSON.stringify(text) : `"${text}"`;
+}
 
 function scalar(value: string | number | boolean, quoteStrings = false): string {
   if (typeof value !== "string") return String(value);
-  if (quoteStrings) return JSON.stringify(value);
-  return PLAIN.test(value) && !RESERVED.test(value) ? value : JSON.stringify(value);
+  if (quoteStrings) return quoted(value);
+  return isPlain(value) ? value : quoted(value);
 }
 
 type Scalar = string | number | boolean | Commented;
@@ -55,17 +93,46 @@ function isScalar(value: YamlValue): value is Scalar {
 }
 
 /** A short sequence of scalars fits on one line, strings quoted alike: `["a", "b c"]`. */
-function flowSequence(items: readonly YamlValue[], comments: YamlComments, path: string, width: number): string | undefined {
-  if (!items.every((i) => typeof i !== "object") || items.some((_, i) => comments[`${path}[${i}]`])) return undefined;
-  const text = `[${(items as (string | number | boolean)[]).map((item) => scalar(item, true)).join(", ")}]`;
-  return width + text.length <= 110 ? text : undefined;
+function flowSequence(items: readonly YamlValue[], w: Writer, path: string, width: number): string | undefined {
+  for (const item of items) if (typeof item === "object") return undefined;
+  if (w.annotated && items.some((_, i) => w.comments[`${path}[${i}]`])) return undefined;
+  let text = "[";
+  for (let i = 0; i < items.length; i++) {
+    text += `${i > 0 ? ", " : ""}${scalar(items[i] as string | number | boolean, true)}`;
+    if (width + text.length + 1 > 110) return undefined; // too long already
+  }
+  return width + text.length + 1 <= 110 ? `${text}]` : undefined;
+}
+
+type Mapping = { readonly [key: string]: YamlValue | undefined };
+
+/**
+ * The keys of a mapping whose value is not undefined (undefined means "no such key"). Keys only:
+ * [key, value] pairs were an array per entry, and the writer's allocations are most of a warm
+ * render's garbage (HeapProfiler sampling).
+ */
+function definedKeys(value: Mapping): string[] {
+  const keys = Object.keys(value);
+  for (const key of keys) if (value[key] === undefined) return keys.filter((k) => value[k] !== undefined);
+  return keys;
+}
+
+// Indentation strings, made once per depth rather than once per line.
+const SPACES: string[] = [];
+const spaces = (n: number): string => (SPACES[n] ??= " ".repeat(n));
+
+/** True when `value` has an own enumerable key (Object.keys(value).length > 0, without the array). */
+function hasKeys(value: object): boolean {
+  for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) return true;
+  return false;
 }
 
 /** A one-entry mapping of a scalar fits on one line: `{condition: service_healthy}`. */
-function flowMapping(entries: [string, YamlValue][], prefix: string, w: Writer): string | undefined {
-  if (entries.length === 0) return "{}";
-  if (entries.length !== 1 || typeof entries[0]![1] === "object") return undefined;
-  const text = `{${scalar(entries[0]![0])}: ${scalar(entries[0]![1] as string)}}`;
+function flowMapping(value: Mapping, keys: readonly string[], prefix: string, w: Writer): string | undefined {
+  if (keys.length === 0) return "{}";
+  const only = keys.length === 1 ? value[keys[0]!] : undefined;
+  if (only === undefined || typeof only === "object") return undefined;
+  const text = `{${scalar(keys[0]!)}: ${scalar(only)}}`;
   return prefix.length + 1 + text.length <= w.width ? text : undefined;
 }
 
@@ -125,9 +192,14 @@ function writeScalar(prefix: string, scalarValue: Scalar, indent: string, w: Wri
   else w.out.push(`${prefix} >-${tail}`, ...fold);
 }
 
-/** The path of a child node, when comments may name it. */
-function child(w: Writer, path: string, key: string): string {
-  return w.annotated ? `${path}${key}` : "";
+/** The path of a mapping's entry, when comments may name it (else no string is made). */
+function keyPath(w: Writer, path: string, key: string): string {
+  return w.annotated ? `${path}.${key}` : "";
+}
+
+/** The path of a sequence's item, when comments may name it. */
+function itemPath(w: Writer, path: string, i: number): string {
+  return w.annotated ? `${path}[${i}]` : "";
 }
 
 /** The comment lines before the node at `path`. */
@@ -143,56 +215,70 @@ function emit(value: YamlValue, indent: string, path: string, prefix: string, w:
     return;
   }
   if (Array.isArray(value)) {
-    const flow = flowSequence(value, w.comments, path, prefix.length);
+    const flow = flowSequence(value, w, path, prefix.length);
     if (flow !== undefined) {
       w.out.push(`${prefix} ${flow}`);
       return;
     }
     w.out.push(prefix);
-    value.forEach((item, i) => {
-      const itemPath = child(w, path, `[${i}]`);
-      note(w, itemPath, indent);
-      if (isScalar(item)) writeScalar(`${indent}-`, item, `${indent}  `, w, true);
-      else sequenceItem(item, indent, itemPath, w);
-    });
+    const inner = spaces(indent.length + 2);
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i] as YamlValue;
+      const at = itemPath(w, path, i);
+      note(w, at, indent);
+      if (isScalar(item)) writeScalar(`${indent}-`, item, inner, w, true);
+      else sequenceItem(item, indent, at, w);
+    }
     return;
   }
-  const entries = Object.entries(value).filter((e): e is [string, YamlValue] => e[1] !== undefined);
-  const flow = flowMapping(entries, prefix, w);
+  const mapping = value as Mapping;
+  const keys = definedKeys(mapping);
+  const flow = flowMapping(mapping, keys, prefix, w);
   if (flow !== undefined) {
     w.out.push(`${prefix} ${flow}`);
     return;
   }
   w.out.push(prefix);
   // The entries of a top-level mapping (each service) are separated by a blank line.
-  const spaced = !path.includes(".") && !path.includes("[") && entries.every(([, v]) => typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0);
-  entries.forEach(([key, value], i) => {
+  const spaced =
+    !path.includes(".") &&
+    !path.includes("[") &&
+    keys.every((k) => {
+      const v = mapping[k]!;
+      return typeof v === "object" && !Array.isArray(v) && hasKeys(v);
+    });
+  const inner = spaces(indent.length + 2);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     if (spaced && i > 0) w.out.push("");
-    const childPath = child(w, path, `.${key}`);
-    note(w, childPath, indent);
-    emit(value, `${indent}  `, childPath, `${indent}${scalar(key)}:`, w);
-  });
+    const at = keyPath(w, path, key);
+    note(w, at, indent);
+    emit(mapping[key]!, inner, at, `${indent}${scalar(key)}:`, w);
+  }
 }
 
 /**
  * A mapping as an item of a block sequence, in the compact form: its first entry follows the
- * dash (`- name: x`), the others are indented under it.
+ * dash (`- name: x`), the others are indented under it. The first entry's first line starts
+ * with its prefix (a scalar, `key:` of a block, or a flow collection), so giving that prefix
+ * the dash writes the same line as indenting it and replacing the indentation afterwards.
  */
 function sequenceItem(item: YamlValue, indent: string, path: string, w: Writer): void {
-  const entries = Array.isArray(item) ? [] : Object.entries(item as Record<string, YamlValue | undefined>).filter((e): e is [string, YamlValue] => e[1] !== undefined);
-  if (entries.length === 0) {
-    emit(item, `${indent}  `, path, `${indent}-`, w);
+  const mapping = item as Mapping;
+  const keys = Array.isArray(item) ? [] : definedKeys(mapping);
+  if (keys.length === 0) {
+    emit(item, spaces(indent.length + 2), path, `${indent}-`, w);
     return;
   }
   // A comment on the first key goes above the dash, the others above their key.
-  note(w, child(w, path, `.${entries[0]![0]}`), indent);
-  const first = w.out.length;
-  entries.forEach(([key, value], j) => {
-    const childPath = child(w, path, `.${key}`);
-    if (j > 0) note(w, childPath, `${indent}  `);
-    emit(value, `${indent}    `, childPath, `${indent}  ${scalar(key)}:`, w);
-  });
-  w.out[first] = `${indent}- ${w.out[first]!.slice(indent.length + 2)}`;
+  const inner = spaces(indent.length + 2);
+  const nested = spaces(indent.length + 4);
+  for (let j = 0; j < keys.length; j++) {
+    const key = keys[j]!;
+    const at = keyPath(w, path, key);
+    note(w, at, j === 0 ? indent : inner);
+    emit(mapping[key]!, nested, at, `${j === 0 ? `${indent}- ` : inner}${scalar(key)}:`, w);
+  }
 }
 
 function writer(options: YamlOptions, header: readonly string[]): Writer {
@@ -207,11 +293,11 @@ function writer(options: YamlOptions, header: readonly string[]): Writer {
  */
 export function toYaml(document: { readonly [key: string]: YamlValue | undefined }, comments: YamlComments = {}, header: readonly string[] = [], options: YamlOptions = {}): string {
   const w = writer({ ...options, comments }, header);
-  const entries = Object.entries(document).filter((e): e is [string, YamlValue] => e[1] !== undefined);
-  entries.forEach(([key, value], i) => {
+  const keys = definedKeys(document);
+  keys.forEach((key, i) => {
     if (i > 0) w.out.push("");
     note(w, key, "");
-    emit(value, "  ", key, `${scalar(key)}:`, w);
+    emit(document[key]!, "  ", key, `${scalar(key)}:`, w);
   });
   return `${w.out.join("\n")}\n`;
 }

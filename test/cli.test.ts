@@ -1,5 +1,5 @@
 /**
- * The CLI as operators and CI use it: the built dist/cli.js in a child process (npm test builds
+ * The CLI as operators and CI use it: the built dist/cli.cjs in a child process (npm test builds
  * first). Exit codes, nothing written on error, safe writes that keep foreign files and drop
  * stale generated ones, --check drift with redacted diffs, --list/--print/--host/--format json,
  * init, schema, --help and --version.
@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadFixture, ROOT } from "./helpers/fixtures.js";
 
-const CLI = join(ROOT, "dist", "cli.js");
+const CLI = join(ROOT, "dist", "cli.cjs");
 const SINGLE = join(ROOT, "fixtures", "single-node", "novacloud.toml");
 const SINGLE_SECRETS = join(ROOT, "fixtures", "single-node", "secrets.env");
 
@@ -36,7 +36,7 @@ function snapshot(dir: string): Record<string, string> {
 
 let work: string;
 beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` (npm test does)");
+  if (!existsSync(CLI)) throw new Error("dist/cli.cjs is missing: run `npm run build` (npm test does)");
   work = mkdtempSync(join(tmpdir(), "ncr-cli-"));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { fixtureNames, loadFixture, ROOT } from "./helpers/fixtures.js";
 
 const INDEX = join(ROOT, "dist", "index.js");
-const CLI = join(ROOT, "dist", "cli.js");
+const CLI = join(ROOT, "dist", "cli.cjs");
 const work = mkdtempSync(join(tmpdir(), "ncr-determinism-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -244,7 +244,7 @@ describe("monitoring: scrape targets, exporter addresses and the firewall agree 
 });
 
 describe("novacloud-render flows", () => {
-  const cli = join(ROOT, "dist", "cli.js");
+  const cli = join(ROOT, "dist", "cli.cjs");
   const model = join(ROOT, "fixtures", "ha-cluster", "novacloud.toml");
 
   it("prints one line per flow and entry point, and needs no secrets", () => {

@@ -3,7 +3,7 @@
  *
  * (a) by parseModelText with exactly the expected problems (path and message fragment, nothing
  *     else), every message on one line, no secret value echoed, lines that point at the key;
- * (b) by the real CLI (`node dist/cli.js CASE --secrets ... --out DIR`): exit code 2, nothing on
+ * (b) by the real CLI (`node dist/cli.cjs CASE --secrets ... --out DIR`): exit code 2, nothing on
  *     stdout, stderr exactly one `file:line: path: message` line per problem plus the summary,
  *     no stack trace, and nothing written. Two variants, alternating within each section: a
  *     fresh --out is not created, nor anything beside it; an existing --out (a previous render's
@@ -34,7 +34,7 @@ const SECRET_VALUES = readFileSync(INVALID_SECRETS, "utf8")
   .split("\n")
   .filter((l) => /^[A-Z_]+=/.test(l))
   .map((l) => l.slice(l.indexOf("=") + 1));
-const CLI = join(ROOT, "dist", "cli.js");
+const CLI = join(ROOT, "dist", "cli.cjs");
 
 const shownPath = (issue: ModelIssue) => (issue.path === "" ? "(model)" : issue.path);
 const ONE_LINE = /^[^\n\r\u2028\u2029\u0000-\u001f\u007f-\u009f]*$/;
@@ -266,7 +266,7 @@ async function pool<T>(items: readonly T[], size: number, job: (item: T) => Prom
 
 describe(`the CLI rejects invalid cases (${cliCases.length} of ${cases.length}): exit 2, one line per problem, nothing written`, () => {
   beforeAll(async () => {
-    if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: build first (npm run build; npm test does it)");
+    if (!existsSync(CLI)) throw new Error("dist/cli.cjs is missing: build first (npm run build; npm test does it)");
     work = mkdtempSync(join(tmpdir(), "novacloud-invalid-"));
     await pool(cliCases, availableParallelism() + 2, async (c) => {
       runs.set(c.name, await runCli(c, variantOf(c)));
@@ -351,6 +351,6 @@ function stringFields(): string[] {
     }
     if (def.type === "string") out.add(path.join("."));
   };
-  walk(modelSchema, []);
+  walk(modelSchema(), []);
   return [...out].sort();
 }

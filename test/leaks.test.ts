@@ -16,7 +16,7 @@ import { buildTree, type Tree } from "../src/tree.js";
 import { fixtureNames, loadFixture, renderFixture, ROOT } from "./helpers/fixtures.js";
 import { goldenDifferences } from "./helpers/golden.js";
 
-const CLI = join(ROOT, "dist", "cli.js");
+const CLI = join(ROOT, "dist", "cli.cjs");
 const work = mkdtempSync(join(tmpdir(), "ncr-leaks-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -95,7 +95,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe("the packed package", () => {
   it("ships only what users need", () => {
     const list = execFileSync("tar", ["-tzf", tarball], { encoding: "utf8" }).split("\n").filter(Boolean);
-    expect(list).toEqual(expect.arrayContaining(["package/dist/index.js", "package/dist/index.cjs", "package/dist/index.d.ts", "package/dist/cli.js", "package/dist/schema.json", "package/README.md", "package/LICENSE"]));
+    expect(list).toEqual(expect.arrayContaining(["package/dist/index.js", "package/dist/index.cjs", "package/dist/index.d.ts", "package/dist/cli.cjs", "package/dist/schema.json", "package/README.md", "package/LICENSE"]));
     expect(list.filter((f) => /^package\/(src|test|fixtures|golden|templates|scripts|bench)\//.test(f))).toEqual([]);
     expect(list).toEqual(expect.arrayContaining(["package/dist/node.js", "package/dist/node.cjs", "package/dist/node.d.ts"]));
   });

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { HostPlan } from "../src/plan.js";
 import { loadFixture, ROOT } from "./helpers/fixtures.js";
 
-const CLI = join(ROOT, "dist", "cli.js");
+const CLI = join(ROOT, "dist", "cli.cjs");
 
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { PATH: process.env.PATH ?? "" } });
@@ -23,7 +23,7 @@ function cli(args: string[]) {
 
 let work: string;
 beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error("dist/cli.js is missing: run `npm run build` (npm test does)");
+  if (!existsSync(CLI)) throw new Error("dist/cli.cjs is missing: run `npm run build` (npm test does)");
   work = mkdtempSync(join(tmpdir(), "ncr-plan-"));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));

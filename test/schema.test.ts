@@ -34,7 +34,7 @@ function errorsOf(): string {
 
 /** Every node of the zod schema's own JSON form with a literal default, and its raw description. */
 function literalDefaults(): { path: string; def: unknown; description: string }[] {
-  const raw = z.toJSONSchema(modelSchema, { io: "input", target: "draft-2020-12" });
+  const raw = z.toJSONSchema(modelSchema(), { io: "input", target: "draft-2020-12" });
   const out: { path: string; def: unknown; description: string }[] = [];
   const walk = (node: unknown, path: string): void => {
     if (node === null || typeof node !== "object") return;
@@ -72,8 +72,8 @@ describe("the JSON Schema", () => {
   });
 
   it("is what `novacloud-render schema` prints", () => {
-    const cli = join(ROOT, "dist", "cli.js");
-    if (!existsSync(cli)) throw new Error("dist/cli.js is missing: build first (npm run build; npm test does it)");
+    const cli = join(ROOT, "dist", "cli.cjs");
+    if (!existsSync(cli)) throw new Error("dist/cli.cjs is missing: build first (npm run build; npm test does it)");
     const printed = execFileSync(process.execPath, [cli, "schema"], { encoding: "utf8" });
     expect(JSON.parse(printed)).toEqual(JSON.parse(JSON.stringify(schema)));
   });

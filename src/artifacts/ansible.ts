@@ -185,7 +185,7 @@ function operationTasks(sc: StepContext, command: Command, name: string, switche
         failed_when: false,
         check_mode: false,
         when: withWhen(sc.when),
-        tags: [...sc.tags],
+        tags: sc.tags,
       },
       // A read-only test (systemctl is-active, grep): a module would not say the same.
       ...(LINT_MODULE_PROGRAMS.has(firstWord(command.unless)) ? { noqa: "command-instead-of-module" } : {}),
@@ -196,13 +196,13 @@ function operationTasks(sc: StepContext, command: Command, name: string, switche
     if (command.creates !== undefined) {
       const stat = sc.registers.next(sc.step);
       tasks.push({
-        task: { name: `${name}: is it needed?`, "ansible.builtin.stat": { path: command.creates }, register: stat, when: withWhen(sc.when), tags: [...sc.tags] },
+        task: { name: `${name}: is it needed?`, "ansible.builtin.stat": { path: command.creates }, register: stat, when: withWhen(sc.when), tags: sc.tags },
       });
       when.push(`not ${stat}.stat.exists`);
     }
     const apt = command.state.kind === "apt";
     if (apt) when.push(`${INSTALL_PACKAGES} | bool`);
-    tasks.push({ task: { name, ...stateModule(command.state), when: withWhen(when), notify: notify(sc), tags: [...sc.tags] } });
+    tasks.push({ task: { name, ...stateModule(command.state), when: withWhen(when), notify: notify(sc), tags: sc.tags } });
     return tasks;
   }
   const register = command.changes !== undefined && !("never" in command.changes) ? sc.registers.next(sc.step) : undefined;
@@ -217,7 +217,7 @@ function operationTasks(sc: StepContext, command: Command, name: string, switche
       changed_when: gated ? true : changedWhen(command, register ?? ""),
       when: withWhen(when),
       notify: notify(sc),
-      tags: [...sc.tags],
+      tags: sc.tags,
     },
     // A guarded command with no module of the same meaning (git clone --mirror, git archive into
     // a release): the guard, not a module, makes it idempotent.
@@ -226,8 +226,9 @@ function operationTasks(sc: StepContext, command: Command, name: string, switche
   return tasks;
 }
 
+// Tasks share their step's tags and topics (no copies): nothing changes a task once made.
 function notify(sc: StepContext): YamlValue | undefined {
-  return sc.notify.length === 0 ? undefined : [...sc.notify];
+  return sc.notify.length === 0 ? undefined : sc.notify;
 }
 
 /** "Title", or "Title (2 of 3)" for one of several tasks of a step. */
@@ -259,7 +260,7 @@ function checkTasks(sc: StepContext, commands: readonly string[]): TaskOut[] {
 
 function serviceTasks(sc: StepContext, action: Extract<Step["action"], { kind: "service" }>): TaskOut[] {
   const title = taskName(sc.step.title);
-  const tags = [...sc.tags];
+  const tags = sc.tags;
   const tasks: TaskOut[] = [
     // What changed files and earlier steps require happens before the step, on running units.
     { task: { name: `${title}: first the restarts and reloads the changes so far require`, "ansible.builtin.meta": "flush_handlers", tags } },
@@ -283,12 +284,12 @@ function serviceTasks(sc: StepContext, action: Extract<Step["action"], { kind: "
 function accountTasks(sc: StepContext, action: Extract<Step["action"], { kind: "account" }>): TaskOut[] {
   const title = taskName(sc.step.title);
   return [
-    { task: { name: `${title}: its group ${action.group}`, "ansible.builtin.group": { name: action.group, system: true }, tags: [...sc.tags] } },
+    { task: { name: `${title}: its group ${action.group}`, "ansible.builtin.group": { name: action.group, system: true }, tags: sc.tags } },
     {
       task: {
         name: title,
         "ansible.builtin.user": { name: action.user, group: action.group, system: true, home: action.home, create_home: false, shell: "/usr/sbin/nologin" },
-        tags: [...sc.tags],
+        tags: sc.tags,
       },
     },
   ];
@@ -301,7 +302,7 @@ function packagesTasks(sc: StepContext, packages: readonly string[]): TaskOut[] 
         name: taskName(sc.step.title),
         "ansible.builtin.apt": { name: [...packages], update_cache: true, cache_valid_time: 3600 },
         when: withWhen([...sc.when, `${INSTALL_PACKAGES} | bool`]),
-        tags: [...sc.tags],
+        tags: sc.tags,
       },
     },
   ];
@@ -346,7 +347,7 @@ function fileTopics(ctx: HostContext, file: FileSpec): string[] {
 function filesTasks(sc: StepContext): TaskOut[] {
   const { ctx, files } = sc.host;
   const title = taskName(sc.step.title);
-  const tags = [...sc.tags];
+  const tags = sc.tags;
   const kept = files.filter((f) => f.handling?.rewritten);
   const applied = [...kept, ...[...rerunSources(sc.host).values()].flat()];
   const dirs = [...new Set(files.filter((f) => !kept.includes(f)).map((f) => dirname(f.path)))].sort();

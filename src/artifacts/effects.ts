@@ -129,8 +129,7 @@ export function fileRules(ctx: HostContext): Map<string, FileHandling> {
  * The host's files, each with what a change to it requires (FileSpec.handling); a file no rule
  * names gets none, and test/artifacts/effects.test.ts fails until a rule decides.
  */
-export function withHandling(ctx: HostContext, files: readonly FileSpec[]): FileSpec[] {
-  const rules = fileRules(ctx);
+export function withHandling(ctx: HostContext, files: readonly FileSpec[], rules: ReadonlyMap<string, FileHandling> = fileRules(ctx)): FileSpec[] {
   return files.map((f) => {
     const handling = rules.get(f.path);
     return handling === undefined ? f : { ...f, handling };

@@ -13,7 +13,7 @@
 import { runsDjango, type Host, type Model } from "../model/normalize.js";
 import { DISTRIBUTIONS } from "../model/capabilities.js";
 import { scramSha256Verifier, type Pbkdf2 } from "../crypto.js";
-import { flowsTo } from "../model/flows.js";
+import { flowsFrom, flowsTo } from "../model/flows.js";
 import { conninfoValue, shell, sqlLiteral } from "../quote.js";
 import { templateFile } from "../templates.js";
 import { MODE, type FileSpec } from "../tree.js";
@@ -214,8 +214,8 @@ function pgpassView(ctx: HostContext) {
     rewind: { user: pg.replication.rewind_user, password: required(ctx.secrets, "rewindPassword") },
     port: String(pg.port),
     // The members this one replicates from (its replication flows): the primary now, the others after a failover.
-    hosts: ctx.flows.flows
-      .filter((f) => f.from.name === host.name && f.client === "replication")
+    hosts: flowsFrom(ctx.flows, host)
+      .filter((f) => f.client === "replication")
       .map((f) => ({ name: f.to.name, address: f.to.address, primary: f.to.roles.has("db") })),
   };
 }
@@ -373,7 +373,7 @@ function certificateSteps(ctx: HostContext): Step[] {
   const ca = postgresClientTls(model)?.sslrootcert;
   if (ca === undefined) return [];
   const member = isClusterHost(ctx);
-  const connects = member ? model.topology.standbys.length > 0 : ctx.flows.flows.some((f) => f.from.name === host.name && f.service === "postgres");
+  const connects = member ? model.topology.standbys.length > 0 : flowsFrom(ctx.flows, host).some((f) => f.service === "postgres");
   const commands = [
     // Gates that only read: the step fails, and the deployment stops, when a certificate is wrong.
     ...(connects ? [{ run: `test -s ${shell(ca)}`, changes: READS_ONLY }] : []),

@@ -50,7 +50,7 @@ function revalidated(copy: { readonly input: unknown }): ParseResult {
 }
 
 function warningsOf(input: unknown): ModelIssue[] {
-  const result = modelSchema.safeParse(input);
+  const result = modelSchema().safeParse(input);
   return result.success ? warningsFor(result.data) : [];
 }
 
@@ -68,7 +68,7 @@ function warningsFor(data: ParsedModelData): ModelIssue[] {
 type ParsedModelData = Parameters<typeof mqttWarnings>[0] & Parameters<typeof inlineSecretPaths>[0];
 
 function validate(input: unknown): ParseResult {
-  const result = modelSchema.safeParse(input);
+  const result = modelSchema().safeParse(input);
   if (!result.success) return { ok: false, issues: fromZodIssues(result.error.issues, input, { knownKeys: knownKeysAt, describe: descriptionAt }) };
   const issues = crossFieldIssues(result.data, input);
   if (issues.length > 0) return { ok: false, issues };

@@ -56,7 +56,7 @@ function childOf(schema: unknown, seg: PathSegment): unknown {
 }
 
 function schemaAt(path: readonly PathSegment[]): unknown {
-  let schema: unknown = modelSchema;
+  let schema: unknown = modelSchema();
   for (const seg of path) {
     schema = childOf(schema, seg);
     if (schema === undefined) return undefined;

@@ -318,26 +318,35 @@ export const cron = () =>
 
 // --- secrets -----------------------------------------------------------------------------------
 
-export const secretEnv = z.strictObject({ env: envName().describe("Name of the environment variable that holds the secret.") });
 // Relative secret files are resolved against the model file's directory by the CLI.
 const SECRET_FILE = /^(?:\/?(?!\.\.?(?:\/|$))[A-Za-z0-9._@+-]+)(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._@+-]+)*$/;
-export const secretFile = z.strictObject({
-  file: z
-    .string()
-    .regex(SECRET_FILE, { error: says("is not a file path (absolute, or relative to the model file; no spaces, quotes or '..')") })
-    .describe("File whose content (without the final newline) is the secret; relative paths start at the model file."),
-});
+
+/** The two reference forms, built on first use like the model schema (src/model/schema.ts) and shared by every secret. */
+function buildSecretRefs() {
+  return {
+    env: z.strictObject({ env: envName().describe("Name of the environment variable that holds the secret.") }),
+    file: z.strictObject({
+      file: z
+        .string()
+        .regex(SECRET_FILE, { error: says("is not a file path (absolute, or relative to the model file; no spaces, quotes or '..')") })
+        .describe("File whose content (without the final newline) is the secret; relative paths start at the model file."),
+    }),
+  };
+}
+let secretRefs: ReturnType<typeof buildSecretRefs> | undefined;
 
 /**
  * A secret is a reference: `{ env = "NAME" }` or `{ file = "/path" }`. An inline string is
  * accepted (and warned about) so a throw-away model can be self-contained.
  */
-export const secret = () =>
-  z
-    .union([secretEnv, secretFile, z.string().min(1, { error: "an inline secret may not be empty" })], {
+export const secret = () => {
+  const refs = (secretRefs ??= buildSecretRefs());
+  return z
+    .union([refs.env, refs.file, z.string().min(1, { error: "an inline secret may not be empty" })], {
       error: 'expected a secret reference: { env = "VARIABLE" } or { file = "/path" }',
     })
     .describe('A secret: { env = "NAME" } (read from the environment) or { file = "/path" }. Inline strings work but are warned about.');
+};
 
 /** A secret reference as written (generated from `secret()` by scripts/write-model-types.mjs). */
 export type { SecretRef } from "../generated/model-types.js";
