@@ -9,11 +9,12 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, chmodSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadFixture, type Fixture } from "../helpers/fixtures.js";
 import { render } from "../../src/render.js";
 import type { Tree, TreeFile } from "../../src/tree.js";
+import { writeTree } from "../../src/node/files.js";
 import { debianImage, Fleet, sh, type Machine, type RunResult } from "./machines.js";
 import { imagePackages } from "./packages.js";
 
@@ -49,17 +50,6 @@ export interface Bed {
 function must(what: string, r: RunResult): RunResult {
   if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   return r;
-}
-
-/** The rendered tree written out as the CLI writes it: <host>/<path> and ansible/. */
-function writeTree(tree: Tree, out: string): void {
-  rmSync(out, { recursive: true, force: true });
-  for (const [path, file] of tree) {
-    const target = join(out, path);
-    mkdirSync(dirname(target), { recursive: true });
-    writeFileSync(target, file.content, { mode: file.mode });
-    chmodSync(target, file.mode);
-  }
 }
 
 /**
@@ -133,6 +123,8 @@ export async function bedUp(options: { dir: string; cacheDir: string; log: (line
   const model = fixture.model;
   const tree = render(model, fixture.sources);
   const out = join(dir, "out");
+  // A fresh directory per run; later renders replace it as the CLI does (novacloud-render/node).
+  rmSync(out, { recursive: true, force: true });
   writeTree(tree, out);
   const site = model.site;
   const lb = model.topology.hosts.find((h) => h.roles.has("lb"))!;

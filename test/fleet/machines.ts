@@ -267,16 +267,19 @@ export class Fleet {
 
   /** A command as root on a machine, over SSH from the control namespace (as Ansible and operators reach it). */
   ssh(name: string, command: string, timeoutMs = 120_000): RunResult {
-    const m = this.running.get(name)?.machine;
-    if (!m) throw new Error(`no machine ${name}`);
-    return sh("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
+    return sh("ip", this.sshArgs(name, command), { timeoutMs });
   }
 
   /** ssh, without blocking the test while it runs. */
   sshAsync(name: string, command: string, timeoutMs = 120_000): Promise<RunResult> {
+    return shAsync("ip", this.sshArgs(name, command), { timeoutMs });
+  }
+
+  /** `ip` arguments that run a command as root on a machine over its shared SSH connection. */
+  private sshArgs(name: string, command: string): string[] {
     const m = this.running.get(name)?.machine;
     if (!m) throw new Error(`no machine ${name}`);
-    return shAsync("ip", ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command], { timeoutMs });
+    return ["netns", "exec", this.control, "ssh", ...this.sshOptions(), `root@${m.address}`, command];
   }
 
   sshOptions(master: "no" | "yes" = "no"): string[] {
